@@ -1,0 +1,52 @@
+"""tfcompress: make tf-keras models smaller and faster inside `fit`, export TFLite, measure on device.
+
+Public names are loaded on first use, so `import tfcompress` (and the `tfcompress bench` command) does
+not pay for TensorFlow until a name that needs it is touched.
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_PUBLIC = {
+    "Error": "tfcompress.errors",
+    "InputError": "tfcompress.errors",
+    "ConversionError": "tfcompress.errors",
+    "UnsupportedModelError": "tfcompress.errors",
+    "ConstantSparsity": "tfcompress.schedules",
+    "PolynomialDecay": "tfcompress.schedules",
+    "IterativeSteps": "tfcompress.schedules",
+    "prune": "tfcompress.pruning.magnitude",
+    "CompressionCallback": "tfcompress.callbacks",
+    "strip": "tfcompress.strip",
+    "load_model": "tfcompress.saving",
+    "export": "tfcompress.export",
+    "ExportReport": "tfcompress.export",
+    "inspect": "tfcompress.tflite.reader",
+    "size_report": "tfcompress.tflite.size",
+    "cluster": "tfcompress.clustering",
+    "quantize": "tfcompress.quantization",
+    "Distiller": "tfcompress.distillation",
+    "prune_channels": "tfcompress.pruning.channels",
+    "channel_groups": "tfcompress.pruning.channels",
+}
+_SUBMODULES = ("models", "data", "analysis", "regularizers")
+
+__all__ = sorted(_PUBLIC) + list(_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    elif name == "regularizers":
+        value = importlib.import_module("tfcompress.pruning.regularizers")
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"tfcompress.{name}")
+    else:
+        raise AttributeError(f"module 'tfcompress' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
