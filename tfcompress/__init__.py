@@ -1,6 +1,8 @@
 """tfcompress: make tf-keras models smaller and faster inside `fit`, export TFLite, measure on device.
 
-Public names are loaded on first use, so `import tfcompress` (and the `tfcompress bench` command) does
+Modules never share a public function's name (`tfcompress.stripping` holds `strip`,
+`tfcompress.exporting` holds `export`): importing a submodule sets it as an attribute of the package,
+which would shadow the function. Public names are loaded on first use, so `import tfcompress` (and the `tfcompress bench` command) does
 not pay for TensorFlow until a name that needs it is touched.
 """
 import importlib
@@ -18,10 +20,10 @@ _PUBLIC = {
     "IterativeSteps": "tfcompress.schedules",
     "prune": "tfcompress.pruning.magnitude",
     "CompressionCallback": "tfcompress.callbacks",
-    "strip": "tfcompress.strip",
+    "strip": "tfcompress.stripping",
     "load_model": "tfcompress.saving",
-    "export": "tfcompress.export",
-    "ExportReport": "tfcompress.export",
+    "export": "tfcompress.exporting",
+    "ExportReport": "tfcompress.exporting",
     "inspect": "tfcompress.tflite.reader",
     "size_report": "tfcompress.tflite.size",
     "cluster": "tfcompress.clustering",
