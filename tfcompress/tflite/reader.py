@@ -1,0 +1,489 @@
+"""Facts of a .tflite flatbuffer: subgraphs, operators, tensors, quantization, weights and sparsity.
+
+Reads the file with the flatbuffer schema only (numpy + flatbuffers, no TensorFlow), so it works on a
+board that has just a LiteRT runtime. Buffers stored outside the flatbuffer (files over 2 GB, where
+`Buffer.offset`/`Buffer.size` point into the file) are read from the file as well.
+
+Example:
+
+    model = read("model.tflite")
+    op_counts(model)             # {"CONV_2D": 3, "FULLY_CONNECTED": 1, ...}
+    tensor_by_name(model, "dense/MatMul").zero_fraction
+    info = inspect("model.tflite")   # JSON-ready dict; format_table(info) for people
+"""
+import dataclasses
+import importlib
+import os
+import struct
+from collections import Counter
+
+import numpy as np
+
+from tfcompress.errors import InputError
+
+_SCHEMAS = ("ai_edge_litert.schema_py_generated", "tflite_runtime.schema_py_generated",
+            "tensorflow.lite.python.schema_py_generated")
+
+
+def _load_schema():
+    for name in _SCHEMAS:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise ImportError("no TFLite flatbuffer schema found; install ai-edge-litert (pip install ai-edge-litert)")
+
+
+schema = _load_schema()
+
+IDENTIFIER = b"TFL3"
+CUSTOM = schema.BuiltinOperator.CUSTOM
+_OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+_TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+# numpy dtypes (little-endian, as stored); types without one (string, int4, bfloat16...) have no array view
+_NUMPY = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int8": "i1", "uint8": "u1",
+          "int16": "<i2", "uint16": "<u2", "int32": "<i4", "uint32": "<u4", "int64": "<i8",
+          "uint64": "<u8", "bool": "?", "complex64": "<c8", "complex128": "<c16"}
+FLOAT_TYPES = ("float32", "float16", "float64", "bfloat16")
+
+
+@dataclasses.dataclass
+class Tensor:
+    """One tensor of a subgraph. `data()` reads its constant bytes (None for activations)."""
+    subgraph: int
+    index: int
+    name: str
+    dtype: str
+    shape: tuple
+    shape_signature: tuple
+    scale: np.ndarray | None          # None when the tensor has no quantization parameters
+    zero_point: np.ndarray | None
+    quantized_dimension: int
+    buffer: int
+    is_constant: bool                 # has data in its buffer
+    nbytes: int                       # bytes of data in the file (0 for activations)
+    data_offset: int | None           # where the data starts in the file
+    is_sparse: bool = False           # TFLite sparse format: the buffer holds only the kept values
+    is_variable: bool = False
+    _model: "Model" = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape)) if len(self.shape) else 1
+
+    @property
+    def is_quantized(self):
+        return self.scale is not None and len(self.scale) > 0
+
+    def raw(self):
+        """The stored bytes of a constant tensor (b"" for activations)."""
+        if not self.is_constant:
+            return b""
+        return self._model.data[self.data_offset:self.data_offset + self.nbytes]
+
+    def data(self):
+        """The stored values as a numpy array of `shape` (None for activations and unviewable types)."""
+        if not self.is_constant or self.dtype not in _NUMPY or self.is_sparse:
+            return None
+        dt = np.dtype(_NUMPY[self.dtype])
+        if self.nbytes != self.size * dt.itemsize:
+            return None
+        arr = np.frombuffer(self._model.data, dtype=dt, count=self.size, offset=self.data_offset)
+        return arr.reshape(self.shape)
+
+    def dequantized(self):
+        """Constant values as float32 (scale and zero point applied per channel when quantized)."""
+        q = self.data()
+        if q is None:
+            return None
+        if not self.is_quantized or self.dtype in FLOAT_TYPES:
+            return q.astype(np.float32)
+        scale, zp = self._broadcast(self.scale), self._broadcast(self.zero_point)
+        return ((q.astype(np.float64) - zp) * scale).astype(np.float32)
+
+    def _broadcast(self, values):
+        values = np.asarray(values)
+        if values.size <= 1 or len(self.shape) == 0:
+            return values.reshape(()) if values.size else np.zeros(())
+        shape = [1] * len(self.shape)
+        shape[self.quantized_dimension] = values.size
+        return values.reshape(shape)
+
+    @property
+    def zero_fraction(self):
+        """Fraction of stored values that mean exactly 0.0 (q == zero_point; for floats value == 0)."""
+        q = self.data()
+        if q is None or q.size == 0:
+            return None
+        if self.dtype in FLOAT_TYPES or not self.is_quantized:
+            return float(np.count_nonzero(q == 0) / q.size)
+        return float(np.count_nonzero(q == self._broadcast(self.zero_point)) / q.size)
+
+
+@dataclasses.dataclass
+class Operator:
+    subgraph: int
+    index: int
+    op: str                 # BuiltinOperator name, or the custom code of a custom op
+    opcode_index: int
+    builtin_code: int
+    inputs: tuple           # tensor indices; -1 marks an omitted optional input
+    outputs: tuple
+    is_custom: bool = False
+
+
+@dataclasses.dataclass
+class Subgraph:
+    index: int
+    name: str
+    tensors: list
+    operators: list
+    inputs: tuple
+    outputs: tuple
+
+
+@dataclasses.dataclass
+class Buffer:
+    index: int
+    offset: int | None      # absolute position of the data in the file, None when empty
+    size: int
+    external: bool          # stored outside the flatbuffer (Buffer.offset/size)
+
+
+@dataclasses.dataclass
+class Model:
+    """Facts of one .tflite file. `data` is the whole file."""
+    path: str | None
+    data: bytes = dataclasses.field(repr=False)
+    version: int
+    description: str
+    subgraphs: list
+    buffers: list
+    signature_keys: list
+
+    @property
+    def file_size(self):
+        return len(self.data)
+
+    @property
+    def main(self):
+        return self.subgraphs[0]
+
+    @property
+    def inputs(self):
+        return [self.main.tensors[i] for i in self.main.inputs]
+
+    @property
+    def outputs(self):
+        return [self.main.tensors[i] for i in self.main.outputs]
+
+    @property
+    def input_dtypes(self):
+        return [t.dtype for t in self.inputs]
+
+    @property
+    def output_dtypes(self):
+        return [t.dtype for t in self.outputs]
+
+    def tensors(self):
+        """Every tensor of every subgraph."""
+        return [t for sg in self.subgraphs for t in sg.tensors]
+
+    def operators(self):
+        return [op for sg in self.subgraphs for op in sg.operators]
+
+
+def _bytes_of(path_or_bytes):
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return None, bytes(path_or_bytes)
+    path = os.fspath(path_or_bytes)
+    if not os.path.exists(path):
+        raise InputError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a folder, not a .tflite file")
+    try:
+        with open(path, "rb") as f:
+            return path, f.read()
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def check_identifier(data, what="input"):
+    """Raises InputError unless `data` starts like a TFLite flatbuffer (identifier TFL3 at bytes 4..8)."""
+    if len(data) == 0:
+        raise InputError(f"{what} is empty (0 bytes), not a .tflite file")
+    if len(data) < 16 or data[4:8] != IDENTIFIER:
+        raise InputError(f"{what} is not a TFLite model (no 'TFL3' flatbuffer identifier at bytes 4..8)")
+
+
+def read(path_or_bytes):
+    """Parses a .tflite file (a path or its bytes) into a `Model`.
+
+    Raises:
+        InputError: the file is missing, empty, not a TFLite flatbuffer, truncated or corrupt.
+    """
+    path, data = _bytes_of(path_or_bytes)
+    what = path or "input"
+    check_identifier(data, what)
+    try:
+        return _parse(path, data)
+    except InputError:
+        raise
+    except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError, OverflowError) as e:
+        raise InputError(f"{what} is not a valid TFLite model: truncated or corrupt flatbuffer "
+                         f"({type(e).__name__})") from None
+
+
+def _count(n, data, what):
+    # a corrupt length could make us loop for ages; every element takes at least 4 bytes
+    if n < 0 or n * 4 > len(data):
+        raise ValueError(f"{what} count {n} does not fit the file")
+    return n
+
+
+def _ints(obj, name, data):
+    n = _count(getattr(obj, name + "Length")(), data, name)
+    if n == 0:
+        return ()
+    return tuple(int(v) for v in getattr(obj, name + "AsNumpy")())
+
+
+def _text(b):
+    return b.decode("utf-8") if b else ""
+
+
+def _parse(path, data):
+    m = schema.Model.GetRootAs(data, 0)
+    buffers = []
+    for i in range(_count(m.BuffersLength(), data, "buffers")):
+        b = m.Buffers(i)
+        off, size, external = None, 0, False
+        n = b.DataLength()
+        if n:
+            o = b._tab.Offset(4)
+            off, size = b._tab.Vector(o), n
+        elif hasattr(b, "Offset") and b.Offset() > 1:
+            off, size, external = int(b.Offset()), int(b.Size()), True
+        if off is not None and (off < 0 or off + size > len(data)):
+            raise ValueError(f"buffer {i} data beyond the end of the file")
+        buffers.append(Buffer(i, off, size, external))
+
+    codes = []
+    for i in range(_count(m.OperatorCodesLength(), data, "operator codes")):
+        oc = m.OperatorCodes(i)
+        code = max(int(oc.DeprecatedBuiltinCode()), int(oc.BuiltinCode()))
+        custom = _text(oc.CustomCode()) if code == CUSTOM else None
+        codes.append((code, custom))
+
+    model = Model(path=path, data=data, version=int(m.Version()), description=_text(m.Description()),
+                  subgraphs=[], buffers=buffers, signature_keys=[])
+    for s in range(_count(m.SubgraphsLength(), data, "subgraphs")):
+        sg = m.Subgraphs(s)
+        tensors = [_tensor(model, s, i, sg.Tensors(i), buffers, data)
+                   for i in range(_count(sg.TensorsLength(), data, "tensors"))]
+        ops = []
+        for i in range(_count(sg.OperatorsLength(), data, "operators")):
+            op = sg.Operators(i)
+            idx = int(op.OpcodeIndex())
+            code, custom = codes[idx]
+            ins, outs = _ints(op, "Inputs", data), _ints(op, "Outputs", data)
+            for t in ins + outs:
+                if t >= len(tensors) or t < -1:
+                    raise ValueError(f"operator {i} names tensor {t}")
+            name = custom if custom is not None else _OP_NAMES.get(code, f"BUILTIN_{code}")
+            ops.append(Operator(s, i, name, idx, code, ins, outs, custom is not None))
+        ins, outs = _ints(sg, "Inputs", data), _ints(sg, "Outputs", data)
+        for t in ins + outs:
+            if not 0 <= t < len(tensors):
+                raise ValueError(f"subgraph {s} input/output names tensor {t}")
+        model.subgraphs.append(Subgraph(s, _text(sg.Name()), tensors, ops, ins, outs))
+    if not model.subgraphs:
+        raise ValueError("no subgraph")
+    for i in range(_count(m.SignatureDefsLength(), data, "signatures")):
+        model.signature_keys.append(_text(m.SignatureDefs(i).SignatureKey()))
+    return model
+
+
+def _tensor(model, s, i, t, buffers, data):
+    q = t.Quantization()
+    scale = zp = None
+    qdim = 0
+    if q is not None and q.ScaleLength():
+        scale = q.ScaleAsNumpy().astype(np.float64)
+        zp = (q.ZeroPointAsNumpy().astype(np.int64) if q.ZeroPointLength() else np.zeros(len(scale), np.int64))
+        qdim = int(q.QuantizedDimension())
+    b = int(t.Buffer())
+    if not 0 <= b < max(len(buffers), 1):
+        raise ValueError(f"tensor {i} names buffer {b}")
+    buf = buffers[b] if buffers else Buffer(0, None, 0, False)
+    return Tensor(subgraph=s, index=i, name=_text(t.Name()), dtype=_TYPE_NAMES.get(t.Type(), f"type{t.Type()}"),
+                  shape=_ints(t, "Shape", data), shape_signature=_ints(t, "ShapeSignature", data),
+                  scale=scale, zero_point=zp, quantized_dimension=qdim, buffer=b,
+                  is_constant=buf.size > 0, nbytes=buf.size, data_offset=buf.offset,
+                  is_sparse=t.Sparsity() is not None, is_variable=bool(t.IsVariable()), _model=model)
+
+
+# ---- helpers other modules use -------------------------------------------------------------------------
+
+def op_counts(model, subgraph=None):
+    """{op name: count} over every subgraph, or over one when `subgraph` is given."""
+    sgs = model.subgraphs if subgraph is None else [model.subgraphs[subgraph]]
+    return dict(Counter(op.op for sg in sgs for op in sg.operators).most_common())
+
+
+def tensor_by_name(model, name, subgraph=0):
+    """The tensor called `name` in `subgraph`; raises KeyError listing nothing when it is missing."""
+    for t in model.subgraphs[subgraph].tensors:
+        if t.name == name:
+            return t
+    raise KeyError(f"no tensor named {name!r} in subgraph {subgraph}")
+
+
+def op_outputs(model, subgraph=0):
+    """[(Operator, [output Tensor, ...]), ...] in execution order: what each op produces."""
+    sg = model.subgraphs[subgraph]
+    return [(op, [sg.tensors[i] for i in op.outputs if i >= 0]) for op in sg.operators]
+
+
+def op_inputs(model, op):
+    """The input tensors of `op` (omitted optional inputs left out)."""
+    sg = model.subgraphs[op.subgraph]
+    return [sg.tensors[i] for i in op.inputs if i >= 0]
+
+
+def float_ops(model):
+    """Operators that compute in float: a non-constant input or output is float32 / float16.
+
+    Left out: QUANTIZE whose input is a model input and DEQUANTIZE whose output is a model output (the
+    float interface of an integer model), and DEQUANTIZE of a constant (float16 or int8 weights
+    expanded for a float op, which is itself listed). For a full-int8 file the result should be [].
+    """
+    found = []
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            ins = [sg.tensors[i] for i in op.inputs if i >= 0]
+            outs = [sg.tensors[i] for i in op.outputs if i >= 0]
+            if op.op == "QUANTIZE" and all(t.index in sg.inputs for t in ins):
+                continue
+            if op.op == "DEQUANTIZE" and (all(t.index in sg.outputs for t in outs)
+                                          or all(t.is_constant for t in ins)):
+                continue
+            if any(t.dtype in ("float32", "float16") and not t.is_constant for t in ins + outs):
+                found.append(op)
+    return found
+
+
+def weight_tensors(model, min_elements=1024):
+    """Constant numeric tensors that hold weights: 2 or more dims, or `min_elements` or more values.
+
+    One tensor per buffer (buffers shared by several tensors count once); sparse-format tensors are left
+    out (their buffer holds only the kept values). Biases (1-D, small) are not weights here.
+    """
+    seen, found = set(), []
+    for t in model.tensors():
+        if not t.is_constant or t.buffer in seen or t.is_sparse or t.dtype not in _NUMPY:
+            continue
+        if t.dtype in ("bool", "complex64", "complex128"):
+            continue
+        if len(t.shape) >= 2 or t.size >= min_elements:
+            if t.nbytes == t.size * np.dtype(_NUMPY[t.dtype]).itemsize:
+                seen.add(t.buffer)
+                found.append(t)
+    return found
+
+
+def numpy_dtype(dtype_name):
+    """The little-endian numpy dtype of a TFLite type name, or None (string, int4, bfloat16...)."""
+    return np.dtype(_NUMPY[dtype_name]) if dtype_name in _NUMPY else None
+
+
+# ---- inspect ---------------------------------------------------------------------------------------------
+
+def _quant(t):
+    if not t.is_quantized:
+        return None
+    return {"scale": [float(v) for v in t.scale], "zero_point": [int(v) for v in t.zero_point],
+            "quantized_dimension": t.quantized_dimension}
+
+
+def _io(t):
+    d = {"name": t.name, "index": t.index, "dtype": t.dtype, "shape": list(t.shape),
+         "shape_signature": list(t.shape_signature) or list(t.shape)}
+    q = _quant(t)
+    if q:
+        d.update(scale=q["scale"][0], zero_point=q["zero_point"][0])
+    return d
+
+
+def inspect(path):
+    """JSON-ready facts of a .tflite file: ops, inputs/outputs, tensors, quantization, weight sparsity.
+
+    Keys: file, file_bytes, version, description, subgraphs, inputs, outputs, op_counts, float_ops,
+    tensors (one row per tensor), weights (one row per weight tensor: bytes, zero_fraction),
+    weight_bytes, weight_elements, zero_fraction (over all weights).
+
+    Raises:
+        InputError: the file is missing or not a valid .tflite file.
+    """
+    model = path if isinstance(path, Model) else read(path)
+    tensors = []
+    for t in model.tensors():
+        zf = t.zero_fraction if t.is_constant else None
+        tensors.append({"subgraph": t.subgraph, "index": t.index, "name": t.name, "dtype": t.dtype,
+                        "shape": list(t.shape), "quantization": _quant(t), "buffer": t.buffer,
+                        "constant": t.is_constant, "bytes": t.nbytes,
+                        "zero_fraction": None if zf is None else round(zf, 6)})
+    weights = weight_tensors(model)
+    zeros = sum(round(t.zero_fraction * t.size) for t in weights)
+    elements = sum(t.size for t in weights)
+    return {
+        "file": model.path,
+        "file_bytes": model.file_size,
+        "version": model.version,
+        "description": model.description,
+        "subgraphs": len(model.subgraphs),
+        "signatures": model.signature_keys,
+        "inputs": [_io(t) for t in model.inputs],
+        "outputs": [_io(t) for t in model.outputs],
+        "op_counts": op_counts(model),
+        "float_ops": [{"subgraph": op.subgraph, "index": op.index, "op": op.op} for op in float_ops(model)],
+        "tensors": tensors,
+        "weights": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "bytes": t.nbytes,
+                     "zero_fraction": round(t.zero_fraction, 6)} for t in weights],
+        "weight_bytes": sum(t.nbytes for t in weights),
+        "weight_elements": elements,
+        "zero_fraction": round(zeros / elements, 6) if elements else 0.0,
+    }
+
+
+def _fmt_q(io):
+    return f"  scale={io['scale']:.6g} zp={io['zero_point']}" if "scale" in io else ""
+
+
+def format_table(info):
+    """A plain-text report of `inspect(...)` for people."""
+    lines = [f"{info['file'] or '<bytes>'}: {info['file_bytes']:,} bytes, schema v{info['version']}, "
+             f"{info['subgraphs']} subgraph(s)"]
+    for kind in ("inputs", "outputs"):
+        for io in info[kind]:
+            lines.append(f"  {kind[:-1]:6} {io['name']}  {io['dtype']} {io['shape']}{_fmt_q(io)}")
+    lines.append("")
+    lines.append("ops:")
+    for name, n in info["op_counts"].items():
+        lines.append(f"  {n:5d}  {name}")
+    if info["float_ops"]:
+        names = Counter(o["op"] for o in info["float_ops"])
+        lines.append("ops computing in float: " + ", ".join(f"{k} x{v}" for k, v in names.items()))
+    else:
+        lines.append("ops computing in float: none")
+    lines.append("")
+    lines.append(f"weights: {len(info['weights'])} tensors, {info['weight_elements']:,} values, "
+                 f"{info['weight_bytes']:,} bytes, {100 * info['zero_fraction']:.1f}% zeros")
+    if info["weights"]:
+        width = min(48, max(len(w["name"]) for w in info["weights"]))
+        lines.append(f"  {'tensor':{width}}  {'dtype':8} {'shape':18} {'bytes':>10} {'zeros':>7}")
+        for w in info["weights"]:
+            name = w["name"] if len(w["name"]) <= width else "…" + w["name"][-(width - 1):]
+            lines.append(f"  {name:{width}}  {w['dtype']:8} {str(w['shape']):18} {w['bytes']:>10,} "
+                         f"{100 * w['zero_fraction']:6.1f}%")
+    return "\n".join(lines)
