@@ -1,0 +1,196 @@
+"""Benchmark configurations, the in-process LocalRunner, and running a models × configs × devices matrix.
+
+A runner measures one (model, config) at a time and returns a `BenchResult`:
+
+- `LocalRunner` (this module): LiteRT in this process, the same statistics as the edge runner.
+- `AdbRunner` (android_bench.adb_runner): the user's benchmark_model on an Android device.
+- `SshRunner` (android_bench.ssh_runner): edge_runner.py on a Linux board over ssh.
+"""
+import concurrent.futures
+import dataclasses
+import glob
+import os
+import time
+
+from android_bench import edge_runner
+from android_bench.errors import BenchError, FatalDeviceError
+from android_bench.results import BenchResult
+
+DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark configuration; the flag names are benchmark_model's.
+
+    Args:
+      threads: --num_threads. Defaults to `1`.
+      delegate: "cpu" (XNNPACK off), "xnnpack", "gpu" or "nnapi". Defaults to `"xnnpack"`.
+      runs: --num_runs, the minimum number of timed runs. Defaults to `50`.
+      warmup: --warmup_runs. Defaults to `1`.
+      min_secs: --min_secs, the minimum time of the timed runs. Defaults to `1.0`.
+      warmup_min_secs: --warmup_min_secs. Defaults to `0.5`.
+      op_profiling: --enable_op_profiling. Defaults to `False`.
+    """
+    threads: int = 1
+    delegate: str = "xnnpack"
+    runs: int = 50
+    warmup: int = 1
+    min_secs: float = 1.0
+    warmup_min_secs: float = 0.5
+    op_profiling: bool = False
+
+    def __post_init__(self):
+        if self.delegate not in DELEGATES:
+            raise BenchError(f"delegate must be one of {', '.join(DELEGATES)}. Got: {self.delegate!r}")
+        if int(self.threads) < 1 or int(self.runs) < 1 or int(self.warmup) < 0:
+            raise BenchError(f"threads and runs must be >= 1 and warmup >= 0. Got: threads={self.threads}, "
+                             f"runs={self.runs}, warmup={self.warmup}")
+        if self.min_secs < 0 or self.warmup_min_secs < 0:
+            raise BenchError(f"min_secs must be >= 0. Got: {self.min_secs}")
+
+    def flags(self, graph):
+        """benchmark_model's command-line flags for this configuration."""
+        out = [f"--graph={graph}", f"--num_threads={self.threads}", f"--num_runs={self.runs}",
+               f"--warmup_runs={self.warmup}", f"--min_secs={self.min_secs:g}",
+               f"--warmup_min_secs={self.warmup_min_secs:g}",
+               f"--use_xnnpack={'true' if self.delegate == 'xnnpack' else 'false'}"]
+        if self.delegate == "gpu":
+            out.append("--use_gpu=true")
+        if self.delegate == "nnapi":
+            out.append("--use_nnapi=true")
+        if self.op_profiling:
+            out.append("--enable_op_profiling=true")
+        return out
+
+    def edge_flags(self, graph):
+        return edge_runner.parse_flags(self.flags(graph))
+
+
+def result_from_measure(m, **known):
+    """A BenchResult from edge_runner.measure's raw numbers (µs -> ms)."""
+    warm, run = edge_runner.stats(m["warmup_us"]), edge_runner.stats(m["runs_us"])
+    ms = 1e-3
+    return BenchResult(
+        runs=run["count"], init_ms=m["init_us"] * ms, first_ms=warm["first"] * ms,
+        warmup_avg_ms=warm["avg"] * ms, avg_ms=run["avg"] * ms, std_ms=run["std"] * ms,
+        min_ms=run["min"] * ms, max_ms=run["max"] * ms, p50_ms=run["pct"][50] * ms,
+        p90_ms=run["pct"][90] * ms, p95_ms=run["pct"][95] * ms, p99_ms=run["pct"][99] * ms,
+        mem_init_mb=m["mem_init_mb"], mem_overall_mb=m["mem_overall_mb"], mem_peak_mb=m["mem_peak_mb"],
+        delegated_nodes=m["delegated_nodes"], total_nodes=m["total_nodes"], **known)
+
+
+class Runner:
+    """The interface every runner implements."""
+    name = "runner"
+    device = "?"
+
+    def prepare(self, models):
+        """Everything needed before the first run (push binaries, check the device)."""
+
+    def run(self, model, config):
+        """Measures `model` under `config`; returns a BenchResult (failed ones have ok=False)."""
+        raise NotImplementedError
+
+    def temperatures(self):
+        """Thermal zone readings in m°C, or [] where unreadable (cool-down then only waits)."""
+        return []
+
+    def cleanup(self):
+        """Removes what prepare/run left behind."""
+
+    def known(self, model, config):
+        return dict(model=model, device=self.device, runner=self.name, threads=config.threads,
+                    delegate=config.delegate)
+
+
+def read_local_temperatures(root="/sys/class/thermal"):
+    temps = []
+    for path in glob.glob(os.path.join(root, "thermal_zone*", "temp")):
+        try:
+            with open(path) as f:
+                temps.append(int(f.read().strip()))
+        except (OSError, ValueError):
+            continue
+    return temps
+
+
+class LocalRunner(Runner):
+    """Benchmarks in this process with LiteRT (ai_edge_litert, else tflite_runtime)."""
+    name = "local"
+
+    def __init__(self, device="local"):
+        self.device = device
+
+    def run(self, model, config):
+        known = self.known(model, config)
+        try:
+            m = edge_runner.measure(config.edge_flags(model))
+        except edge_runner.BenchmarkError as e:
+            message = f"Failed to apply {e.delegate} delegate: {e}" if e.delegate else str(e)
+            return BenchResult(**known).failed(message)
+        return result_from_measure(m, **known)
+
+    def temperatures(self):
+        return read_local_temperatures()
+
+
+def cool_down(runner, seconds, baseline, margin=1000, limit=None, sleep=time.sleep, clock=time.monotonic):
+    """Waits `seconds`, then (where the device reports temperatures) until its hottest thermal zone is
+    within `margin` m°C of `baseline` or `limit` seconds (default 10 × seconds, at most 300) have passed.
+
+    Returns the seconds waited.
+    """
+    if not seconds or seconds <= 0:
+        return 0.0
+    start = clock()
+    sleep(seconds)
+    limit = min(300.0, 10 * seconds) if limit is None else limit
+    if baseline:
+        while clock() - start < limit:
+            temps = runner.temperatures()
+            if not temps or max(temps) <= max(baseline) + margin:
+                break
+            sleep(min(1.0, seconds))
+    return clock() - start
+
+
+def run_device(runner, models, configs, cooldown=0.0, progress=None):
+    """All models × configs on one runner, in order; a fatal device error fails the rest, keeping the done."""
+    results, fatal = [], None
+    jobs = [(m, c) for m in models for c in configs]
+    try:
+        try:
+            runner.prepare(models)
+        except FatalDeviceError as e:
+            fatal = e
+        baseline = runner.temperatures() if cooldown and not fatal else []
+        for i, (model, config) in enumerate(jobs):
+            if fatal is None:
+                if i and cooldown:
+                    cool_down(runner, cooldown, baseline)
+                try:
+                    r = runner.run(model, config)
+                except FatalDeviceError as e:
+                    fatal = e
+            if fatal is not None:
+                r = BenchResult(**runner.known(model, config)).failed(f"{runner.device}: {fatal}")
+            results.append(r)
+            if progress:
+                progress(r)
+    finally:
+        if fatal is None or not isinstance(fatal, FatalDeviceError) or "disconnected" not in str(fatal):
+            try:
+                runner.cleanup()
+            except BenchError:
+                pass
+    return results
+
+
+def run_matrix(runners, models, configs, cooldown=0.0, progress=None):
+    """Runs every runner (device) in its own thread; returns results ordered by device, model, config."""
+    if len(runners) == 1:
+        return run_device(runners[0], models, configs, cooldown, progress)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(runners)) as pool:
+        futures = [pool.submit(run_device, r, models, configs, cooldown, progress) for r in runners]
+        return [res for f in futures for res in f.result()]
