@@ -216,22 +216,25 @@ def check_identifier(data, what="input"):
         raise InputError(f"{what} is not a TFLite model (no 'TFL3' flatbuffer identifier at bytes 4..8)")
 
 
-def read(path_or_bytes):
+def read(path_or_bytes, name=None):
     """Parses a .tflite file (a path or its bytes) into a `Model`.
+
+    Args:
+        path_or_bytes: a path, or the file's bytes.
+        name: what to call the input in error messages. Defaults to `None` (the path, or "input").
 
     Raises:
         InputError: the file is missing, empty, not a TFLite flatbuffer, truncated or corrupt.
     """
     path, data = _bytes_of(path_or_bytes)
-    what = path or "input"
+    what = name or path or "input"
     check_identifier(data, what)
     try:
         return _parse(path, data)
     except InputError:
         raise
     except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError, OverflowError) as e:
-        raise InputError(f"{what} is not a valid TFLite model: truncated or corrupt flatbuffer "
-                         f"({type(e).__name__})") from None
+        raise InputError(f"{what} is not a valid TFLite model: the flatbuffer is truncated or corrupt") from None
 
 
 def _count(n, data, what):

@@ -56,7 +56,7 @@ class SizeReport:
 
 
 def _report(path, data):
-    model = reader.read(data)
+    model = reader.read(data, name=path)
     model.path = path
     blob, codings, rest = _pack.build(model)
     weight = sum(t.stored_bytes for t in codings)
