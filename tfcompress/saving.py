@@ -1,0 +1,64 @@
+"""Loading Keras models from `.keras`, `.h5` or a SavedModel folder, with tfcompress's wrappers known."""
+import os
+import zipfile
+
+from tfcompress.errors import InputError
+
+
+def _custom_objects():
+    from tfcompress._tf import tfmot
+    objects = {}
+    # tfmot's own wrappers and quantize configs, so models saved by tfmot users load too
+    try:
+        from tensorflow_model_optimization.python.core.quantization.keras import quantize
+        with quantize.quantize_scope() as scope:
+            objects.update(scope if isinstance(scope, dict) else {})
+    except Exception:  # quantize_scope's form differs between tfmot versions
+        pass
+    objects["PruneLowMagnitude"] = tfmot.sparsity.keras.prune_low_magnitude.__globals__.get(
+        "pruning_wrapper").PruneLowMagnitude
+    import importlib
+    for module in ("tfcompress.pruning.magnitude", "tfcompress.pruning.channels", "tfcompress.clustering",
+                   "tfcompress.quantization"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        objects.update(getattr(mod, "CUSTOM_OBJECTS", {}))
+    return objects
+
+
+def load_model(path, compile=False):
+    """Loads a tf_keras model from a `.keras` file, an `.h5` file or a SavedModel folder.
+
+    Args:
+      path: the model file or folder.
+      compile: restore the training configuration too. Defaults to `False`.
+
+    Raises:
+      InputError: missing path, or a file that is not a Keras model (one line saying which).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(f"model not found: {path}")
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            raise InputError(f"{path} is a folder without saved_model.pb: not a SavedModel")
+    elif os.path.getsize(path) == 0:
+        raise InputError(f"{path} is empty (0 bytes): not a Keras model")
+    elif path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise InputError(f"{path} is not a .keras file (a .keras model is a zip archive)")
+    elif path.endswith((".h5", ".hdf5")):
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89HDF\r\n\x1a\n":
+                raise InputError(f"{path} is not an HDF5 file")
+    elif not path.endswith((".keras", ".h5", ".hdf5")):
+        raise InputError(f"{path}: give a .keras file, an .h5 file or a SavedModel folder")
+    from tfcompress._tf import keras
+    try:
+        return keras.models.load_model(path, custom_objects=_custom_objects(), compile=compile)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot load {path} as a Keras model: {first}") from None
