@@ -55,7 +55,7 @@ class Tensor:
     name: str
     dtype: str
     shape: tuple
-    shape_signature: tuple
+    shape_signature: tuple            # -1 marks a dynamic dimension; equals `shape` when the file has none
     scale: np.ndarray | None          # None when the tensor has no quantization parameters
     zero_point: np.ndarray | None
     quantized_dimension: int
@@ -319,8 +319,9 @@ def _tensor(model, s, i, t, buffers, data):
     if not 0 <= b < max(len(buffers), 1):
         raise ValueError(f"tensor {i} names buffer {b}")
     buf = buffers[b] if buffers else Buffer(0, None, 0, False)
+    shape = _ints(t, "Shape", data)
     return Tensor(subgraph=s, index=i, name=_text(t.Name()), dtype=_TYPE_NAMES.get(t.Type(), f"type{t.Type()}"),
-                  shape=_ints(t, "Shape", data), shape_signature=_ints(t, "ShapeSignature", data),
+                  shape=shape, shape_signature=_ints(t, "ShapeSignature", data) or shape,
                   scale=scale, zero_point=zp, quantized_dimension=qdim, buffer=b,
                   is_constant=buf.size > 0, nbytes=buf.size, data_offset=buf.offset,
                   is_sparse=t.Sparsity() is not None, is_variable=bool(t.IsVariable()), _model=model)
@@ -411,7 +412,7 @@ def _quant(t):
 
 def _io(t):
     d = {"name": t.name, "index": t.index, "dtype": t.dtype, "shape": list(t.shape),
-         "shape_signature": list(t.shape_signature) or list(t.shape)}
+         "shape_signature": list(t.shape_signature)}
     q = _quant(t)
     if q:
         d.update(scale=q["scale"][0], zero_point=q["zero_point"][0])
