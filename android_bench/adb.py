@@ -165,7 +165,8 @@ class Adb:
         except subprocess.TimeoutExpired:
             raise DeviceError(f"push of {os.path.basename(local)} to {self.serial} timed out") from None
         if p.returncode != 0:
-            text = _one_line(p.stderr or p.stdout)
+            lines = (p.stderr + "\n" + p.stdout).splitlines()
+            text = next((ln.strip() for ln in lines if "error" in ln.lower()), _one_line(p.stderr + p.stdout))
             if _GONE.search(text):
                 raise DeviceGoneError(f"device {self.serial} disconnected during push ({text})")
             raise DeviceError(f"push of {os.path.basename(local)} to {self.serial}:{remote} failed: {text}")

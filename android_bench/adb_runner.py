@@ -44,6 +44,7 @@ class AdbRunner(Runner):
         self.props = {}
         self.pushed, self.remote_models = [], {}
         self.remote_binary = posixpath.join(remote_dir, "benchmark_model")
+        self.pid_file = posixpath.join(remote_dir, ".benchmark_model.pid")
 
     def describe(self):
         """"model (soc, abi, Android SDK)" of the device, from its properties."""
@@ -91,8 +92,12 @@ class AdbRunner(Runner):
         args = [self.remote_binary] + config.flags(remote_model)
         if self.cpu_mask:
             args = ["taskset", self.cpu_mask.lower().replace("0x", "")] + args
-        # the PID first, so a hung run can be killed on the device after the client is
-        return f"cd {quote_command([self.remote_dir])} && echo __TFCOMPRESS_PID=$$ && exec {quote_command(args)}"
+        # The inner sh writes its PID to a file and becomes benchmark_model, so a hung run can be killed on
+        # the device after the client is; the outer shell survives to report the exit code.
+        pid = quote_command([self.pid_file])
+        return (f"cd {quote_command([self.remote_dir])} && "
+                f"sh -c 'echo $$ > \"$0\"; exec \"$@\"' {pid} {quote_command(args)}; "
+                f"rc=$?; rm -f {pid}; (exit $rc)")
 
     def run(self, model, config):
         known = self.known(model, config)
@@ -104,13 +109,13 @@ class AdbRunner(Runner):
             return BenchResult(**known).failed(str(e))
         try:
             r = self.adb.shell(self.command(remote, config), timeout=self.timeout)
-        except subprocess.TimeoutExpired as e:
-            self._kill_remote(e.stdout)
+        except subprocess.TimeoutExpired:
+            self._kill_remote()
             self.adb.check_alive("a benchmark run")
             return BenchResult(**known).failed(f"timed out after {self.timeout:g} s; benchmark_model was killed")
         except DeviceGoneError as e:
             raise DeviceGoneError(f"{e} while running {os.path.basename(model)}") from None
-        text = re.sub(r"^__TFCOMPRESS_PID=\d+\s*$", "", r.stdout, flags=re.MULTILINE) + "\n" + r.stderr
+        text = r.stdout + "\n" + r.stderr
         if r.returncode in (126, 127) or (r.returncode != 0 and "STARTING!" not in text
                                            and _NOT_EXECUTABLE.search(text)):
             raise BinaryError(f"benchmark_model cannot run on {self.device} (exit {r.returncode}): "
@@ -121,15 +126,12 @@ class AdbRunner(Runner):
             result.failed(f"benchmark_model exited with {r.returncode}: {_last_line(text)}")
         return result
 
-    def _kill_remote(self, partial):
-        if isinstance(partial, bytes):
-            partial = partial.decode("utf-8", "replace")
-        m = re.search(r"__TFCOMPRESS_PID=(\d+)", partial or "")
-        if m:
-            try:
-                self.adb.shell(["kill", "-9", m.group(1)], timeout=15)
-            except (BenchError, subprocess.TimeoutExpired):
-                pass
+    def _kill_remote(self):
+        pid = quote_command([self.pid_file])
+        try:
+            self.adb.shell(f"[ -f {pid} ] && kill -9 $(cat {pid}); rm -f {pid}", timeout=15)
+        except (BenchError, subprocess.TimeoutExpired):
+            pass
 
     def temperatures(self):
         try:

@@ -84,6 +84,7 @@ class Runner:
     """The interface every runner implements."""
     name = "runner"
     device = "?"
+    fatal_at_prepare = None  # set by run_device when prepare failed: nothing ran on this device
 
     def prepare(self, models):
         """Everything needed before the first run (push binaries, check the device)."""
@@ -163,7 +164,7 @@ def run_device(runner, models, configs, cooldown=0.0, progress=None):
         try:
             runner.prepare(models)
         except FatalDeviceError as e:
-            fatal = e
+            fatal = runner.fatal_at_prepare = e
         baseline = runner.temperatures() if cooldown and not fatal else []
         for i, (model, config) in enumerate(jobs):
             if fatal is None:
@@ -173,6 +174,8 @@ def run_device(runner, models, configs, cooldown=0.0, progress=None):
                     r = runner.run(model, config)
                 except FatalDeviceError as e:
                     fatal = e
+                except BenchError as e:  # this configuration only
+                    r = BenchResult(**runner.known(model, config)).failed(str(e))
             if fatal is not None:
                 r = BenchResult(**runner.known(model, config)).failed(f"{runner.device}: {fatal}")
             results.append(r)

@@ -192,6 +192,7 @@ class FakeDevice:
         self.hang = False          # benchmark_model never returns
         self.noexec = False        # pushed files are never executable (chmod is ignored)
         self.commands = []         # every shell command, as received
+        self.sends = []            # device path of every file pushed (SEND), in order
         self.root = tempfile.mkdtemp(prefix="adb-device-")
         self.tmp = os.path.join(self.root, "data", "local", "tmp")
         self.bin = os.path.join(self.root, "system", "bin")
@@ -429,6 +430,7 @@ class FakeDevice:
                 return False
             chunks.append(data)
         data = b"".join(chunks)
+        self.sends.append(path)
         if self.fail_push and self.fail_push in path:
             msg = b"No space left on device"
             stream.write(b"FAIL" + struct.pack("<I", len(msg)) + msg)
