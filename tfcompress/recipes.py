@@ -154,17 +154,20 @@ def load(path):
 
 def _load_stage_modules():
     import importlib
-    for module in ("tfcompress.recipe_stages",):
-        importlib.import_module(module)
+    import pkgutil
+
+    from tfcompress import stages as package
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"tfcompress.stages.{info.name}")
 
 
 def run(path, out=None, echo=print):
     """Runs a recipe file; returns the final state (a dict of what the stages produced)."""
     recipe, steps = load(path)
-    from tfcompress import recipe_stages
-    state = recipe_stages.start(recipe, out or recipe.output, echo)
+    from tfcompress.stages import core
+    state = core.start(recipe, out or recipe.output, echo)
     for i, (name, config) in enumerate(steps):
         echo(f"[{i + 1}/{len(steps)}] {name}")
         _STAGES[name][1](state, config)
-    recipe_stages.finish(state)
+    core.finish(state)
     return state

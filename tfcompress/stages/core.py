@@ -1,4 +1,5 @@
-"""The recipe stages: train, prune, strip, save, export, bench. Other techniques add theirs with
+"""The core recipe stages: train, prune, strip, save, export, bench, and the state they share. Other
+techniques add theirs in their own module of this package with
 `tfcompress.recipes.register_stage`."""
 import dataclasses
 import json
