@@ -6,9 +6,13 @@ limited to `MAX_LENGTH` bits so the decoder can use a flat lookup table.
 
 Example:
 
-    lengths = code_lengths(np.bincount(symbols))
-    data, nbits = encode(symbols, lengths)
-    assert (decode(data, lengths, len(symbols)) == symbols).all()
+>>> symbols = np.array([0, 0, 0, 0, 1, 1, 2, 3])
+>>> lengths = code_lengths(np.bincount(symbols))
+>>> lengths.tolist()
+[1, 2, 3, 3]
+>>> data, nbits = encode(symbols, lengths)
+>>> nbits, decode(data, lengths, len(symbols)).tolist()
+(14, [0, 0, 0, 0, 1, 1, 2, 3])
 """
 import heapq
 

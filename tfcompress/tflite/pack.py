@@ -46,6 +46,12 @@ def relative_indices(positions, bits):
 
     A gap is the number of zeros skipped before an entry. A run of zeros longer than 2^bits - 1
     is bridged by filler entries (gap 2^bits - 1, value zero), each standing for 2^bits positions.
+
+    >>> gaps, filler = relative_indices([2, 14], bits=3)
+    >>> gaps.tolist(), filler.tolist()
+    ([2, 7, 3], [False, True, False])
+    >>> positions_of(gaps).tolist()
+    [2, 10, 14]
     """
     positions = np.asarray(positions, np.int64)
     top = (1 << bits) - 1

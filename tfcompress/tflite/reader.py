@@ -4,12 +4,9 @@ Reads the file with the flatbuffer schema only (numpy + flatbuffers, no TensorFl
 board that has just a LiteRT runtime. Buffers stored outside the flatbuffer (files over 2 GB, where
 `Buffer.offset`/`Buffer.size` point into the file) are read from the file as well.
 
-Example:
-
-    model = read("model.tflite")
-    op_counts(model)             # {"CONV_2D": 3, "FULLY_CONNECTED": 1, ...}
-    tensor_by_name(model, "dense/MatMul").zero_fraction
-    info = inspect("model.tflite")   # JSON-ready dict; format_table(info) for people
+`read(path)` gives a `Model`; `op_counts`, `float_ops`, `tensor_by_name`, `op_outputs` and
+`weight_tensors` answer the usual questions about it; `inspect(path)` is the JSON-ready summary
+(`tfcompress.inspect`) and `format_table(inspect(path))` its text form.
 """
 import dataclasses
 import importlib

@@ -4,11 +4,9 @@ Runtime order: LiteRT (`ai_edge_litert.interpreter`), then `tflite_runtime.inter
 `tensorflow.lite` (TensorFlow is imported only in that last case). Inputs are quantized with the
 model input's scale and zero point, outputs dequantized, so callers always see float32.
 
-Example:
-
-    y = run("model_int8.tflite", x_test)            # float32 logits, whatever the file's I/O types
-    it = Interpreter("model.tflite", preserve_all_tensors=True)
-    it.invoke_float([x[:1]]); act = it.get_tensor(5)   # an intermediate, dequantized
+`run(path, x)` gives float32 outputs whatever the file's input/output types; for per-layer error
+reports, `Interpreter(path, preserve_all_tensors=True)`, `invoke_float([x])`, then `get_tensor(i)`
+returns any intermediate tensor dequantized.
 """
 import importlib
 import os
@@ -115,6 +113,7 @@ class Interpreter:
         except (ValueError, RuntimeError) as e:
             raise InputError(f"cannot load {self.path or 'the model'}: {str(e).splitlines()[0]}") from None
         self.runtime = name
+        self._details = None
         self.preserve_all_tensors = preserve_all_tensors
 
     @property
@@ -133,7 +132,9 @@ class Interpreter:
 
     def get_tensor(self, index, dequantize_=True):
         """Tensor `index` after the last invoke, dequantized to float32 unless `dequantize_=False`."""
-        detail = next((d for d in self._it.get_tensor_details() if d["index"] == index), None)
+        if self._details is None:
+            self._details = {d["index"]: d for d in self._it.get_tensor_details()}
+        detail = self._details.get(index)
         if detail is None:
             raise KeyError(f"no tensor {index}")
         value = self._it.get_tensor(index)

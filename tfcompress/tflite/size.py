@@ -8,10 +8,8 @@ with 1024 or more values; biases and small constants stay in the zlib'd remainde
 one the paper reports: float32 bytes of the weights (elements x 4) over their coded bytes, codebooks,
 code-length tables and per-tensor headers included.
 
-Example:
-
-    report = size_report("model.tflite")
-    print(format_table(report)); report.to_dict()["coded_bytes"]
+`size_report(path)` is `tfcompress.size_report`; `format_table(report)` prints it, `report.to_dict()`
+is what `tfcompress size --json` writes.
 """
 import dataclasses
 import gzip
