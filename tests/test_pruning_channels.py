@@ -1,0 +1,161 @@
+"""prune_channels: exactness against zeroed consumers, FLOP reduction, channel counts, masks in fit."""
+import warnings
+
+import numpy as np
+import pytest
+
+import tfcompress as tfc
+from tfcompress._tf import keras, tf
+from tfcompress.analysis import flops
+from tfcompress.errors import InputError
+from tfcompress.models import mobilenet_v2_small
+from tfcompress.pruning.channels import plan_and_prune
+from tfcompress.pruning.graph import ChannelGraph
+from test_pruning_graph import randomize, toy_resnet
+
+L = keras.layers
+
+
+def zero_consumer_rows(model, removed):
+    """The original model with every consumer's input rows of the removed channels set to zero, and the
+    producers' filters of those channels zeroed too: what removing them implies, without removing."""
+    graph = ChannelGraph(model)
+    keeps = graph.keep_masks(removed)
+    out = keras.models.clone_model(model)
+    out.set_weights(model.get_weights())
+    for name in graph.order:
+        if graph.roles[name] != "produce":
+            continue
+        layer = out.get_layer(name)
+        w = layer.get_weights()
+        w[0][..., ~keeps[graph.inputs[name][0]], :] = 0.0
+        w[0][..., ~keeps[graph.output[name]]] = 0.0
+        layer.set_weights(w)
+    return out
+
+
+def _x(shape, n=8, seed=1):
+    return np.random.default_rng(seed).normal(size=(n,) + shape).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return randomize(toy_resnet())
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    return randomize(mobilenet_v2_small())
+
+
+@pytest.mark.parametrize("round_to", [None, 8])
+def test_toy_resnet_removal_equals_zeroing(toy, round_to):
+    x = _x((8, 8, 3))
+    r = plan_and_prune(toy, 0.5, round_to=round_to)
+    expected = zero_consumer_rows(toy, r.removed)(x).numpy()
+    assert np.abs(expected).max() > 0.5
+    assert np.abs(r.model(x).numpy() - expected).max() <= 1e-5
+    # A true check: zeroing other channels than the removed ones gives different outputs.
+    other = {c + 1 for c in r.removed} - r.removed
+    assert np.abs(zero_consumer_rows(toy, other)(x).numpy() - expected).max() > 1e-2
+    assert flops(r.model) <= 0.55 * flops(toy)
+
+
+def test_mobilenet_removal_equals_zeroing_and_halves_flops(mobilenet):
+    x = _x((16, 16, 1))
+    r = plan_and_prune(mobilenet, 0.5, round_to=8)
+    expected = zero_consumer_rows(mobilenet, r.removed)(x).numpy()
+    assert np.abs(r.model(x).numpy() - expected).max() <= 1e-5
+    assert flops(r.model) <= 0.55 * flops(mobilenet)
+    assert r.model.get_layer("stem").filters == 16 and r.model.get_layer("head").filters == 64
+    assert r.model.get_layer("block1_expand").filters == 32  # 16 * 4 -> 32
+    assert r.model.output_shape == (None, 10) and r.model.input_shape == (None, 16, 16, 1)
+
+
+def test_channel_counts_and_round_to(toy):
+    small = tfc.prune_channels(toy, 0.5)
+    assert small.get_layer("stem_conv").filters == 8 and small.get_layer("b1b_conv").filters == 8
+    assert small.get_layer("b2_dw").output_shape[-1] == 12 and small.get_layer("logits").units == 10
+    assert small.get_layer("flat_fc").kernel.shape == (32, 6)  # 2x2 positions x 8 kept channels
+    rounded = tfc.prune_channels(toy, 0.5, round_to=8)
+    assert rounded.get_layer("b2_proj").filters == 16  # 24 -> 12 -> nearest multiple of 8
+    assert rounded.get_layer("cat_a").filters == 8  # never below round_to
+    assert tfc.analysis.params(small) < 0.4 * tfc.analysis.params(toy)
+
+
+def test_dict_ratio_and_skip(toy):
+    small = tfc.prune_channels(toy, {"b2a_conv": 0.75})
+    assert small.get_layer("b2a_conv").filters == 6 and small.get_layer("stem_conv").filters == 16
+    small = tfc.prune_channels(toy, 0.5, skip=["b1a_conv"])
+    assert small.get_layer("b1a_conv").filters == 16 and small.get_layer("stem_conv").filters == 8
+    with pytest.raises(InputError, match="nope"):
+        tfc.prune_channels(toy, {"nope": 0.5})
+
+
+@pytest.mark.parametrize("ratio", [1.0, -0.1, "half", True])
+def test_bad_ratio(toy, ratio):
+    with pytest.raises(InputError, match="ratio"):
+        tfc.prune_channels(toy, ratio)
+
+
+def test_bad_criterion_and_missing_data(toy):
+    with pytest.raises(InputError, match="unknown criterion"):
+        tfc.prune_channels(toy, 0.5, criterion="l3")
+    with pytest.raises(InputError, match="needs data"):
+        tfc.prune_channels(toy, 0.5, criterion="taylor")
+
+
+def test_unknown_layer_named_and_rest_prunes():
+    class Odd(L.Layer):
+        def call(self, x):
+            return tf.sin(x)
+
+    inp = keras.Input((6, 6, 2))
+    a = L.Conv2D(8, 3, name="a")(inp)
+    b = L.Conv2D(8, 3, name="b")(Odd(name="odd")(a))
+    c = L.Conv2D(8, 1, name="c")(b)
+    out = L.Dense(3, name="out")(L.GlobalAveragePooling2D()(c))
+    model = keras.Model(inp, out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        small = tfc.prune_channels(model, 0.5)
+    messages = [str(w.message) for w in caught]
+    assert any("'odd' (Odd)" in m and "group" in m for m in messages)
+    assert small.get_layer("a").filters == 8
+    assert small.get_layer("b").filters == 4 and small.get_layer("c").filters == 4
+
+
+def test_sequential_model_prunes():
+    model = keras.Sequential([keras.Input((10,)), L.Dense(16, activation="relu"), L.Dense(4)])
+    small = tfc.prune_channels(model, 0.25)
+    assert small.layers[-2].units == 12 and small.output_shape == (None, 4)
+
+
+def test_shrunk_model_exports_to_tflite(toy):
+    small = tfc.prune_channels(toy, 0.5, round_to=8)
+    x = _x((8, 8, 3), n=16)
+    conv = tf.lite.TFLiteConverter.from_keras_model(small)
+    assert len(conv.convert()) > 1000
+    conv = tf.lite.TFLiteConverter.from_keras_model(small)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    assert len(conv.convert()) > 1000
+
+
+def test_masks_in_fit_then_strip():
+    model = randomize(toy_resnet())
+    masked = tfc.prune_channels(model, tfc.ConstantSparsity(0.5, begin_step=1, frequency=1))
+    x, y = _x((8, 8, 3), n=16), np.arange(16) % 10
+    assert np.abs(masked(x).numpy() - model(x).numpy()).max() <= 1e-5  # masks start open
+    masked.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="CompressionCallback"):
+        masked.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    masked.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[tfc.CompressionCallback()])
+    mask = masked.get_layer("b1_out_chmask").mask.numpy()
+    assert mask.sum() == 8
+    small = tfc.strip(masked)
+    assert not any("chmask" in layer.name for layer in small.layers)
+    assert small.get_layer("stem_conv").filters == 8 and small.get_layer("b2a_conv").filters == 12
+    assert np.abs(small(x).numpy() - masked(x).numpy()).max() <= 1e-5

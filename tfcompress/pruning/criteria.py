@@ -1,0 +1,275 @@
+"""What to cut: importance of each channel class of a coupled group.
+
+An importance is built once per model (`get(name, model, graph, data, seed)`) and then called per group:
+`importance(group) -> scores` (one score per class in `group.classes`, higher = more important).
+Scores of the group's layers are normalised by their mean and averaged, so coupled layers of different
+scale count alike (Torch-Pruning's default group reduction).
+
+* `l1`, `l2`: norm of each producer filter (Li et al., 2017).
+* `bn_gamma`: |gamma| of the BatchNormalization layers of the group (network slimming, Liu et al., 2017).
+* `apoz`: 1 - average percentage of zeros after ReLU-like activations on `data` (Hu et al., 2016).
+* `taylor`: |sum of w * dL/dw| over each channel's producer and BN weights on `data`, averaged over
+  batches (Molchanov et al., 2017/2019); labels from `data` or, without labels, the model's own argmax.
+* `random`: the baseline (seeded).
+* `merge`: data-free neuron merging for Dense groups (Srinivas & Babu, 2015): neuron j is merged into its
+  most similar neuron i and j's outgoing weights are added to i's; groups where merging does not apply
+  (convolutions, BN between the layers) use `l2`.
+
+Groups without the source a criterion needs (no BN for `bn_gamma`, no ReLU for `apoz`) use `l1`.
+"""
+import numpy as np
+
+from tfcompress._tf import keras, tf
+from tfcompress.errors import InputError
+from tfcompress.pruning.cutters import cutter_for
+
+NAMES = ("l1", "l2", "bn_gamma", "apoz", "taylor", "random", "merge")
+NEEDS_DATA = ("apoz", "taylor")
+_RELU_NAMES = ("relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "leaky_relu")
+
+
+def split_data(data):
+    """`x` or `(x, y)` -> (x, y or None) as numpy arrays."""
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+    else:
+        x, y = data, None
+    return np.asarray(x, np.float32), (None if y is None else np.asarray(y))
+
+
+class Importance:
+    """Base: per-tensor score vectors aggregated over a group's classes."""
+
+    def __init__(self, model, graph, data=None, seed=0):
+        self.model, self.graph, self.data, self.seed = model, graph, data, seed
+        self.merges = []
+        self._vectors = None
+
+    def vectors(self):
+        """{tensor key: score per position of its last axis}; computed once."""
+        raise NotImplementedError
+
+    def __call__(self, group):
+        if self._vectors is None:
+            self._vectors = self.vectors()
+        scores = _aggregate(self.graph, group, self._vectors)
+        if scores is None:
+            scores = _aggregate(self.graph, group, _filter_norms(self.graph, 1))
+        return scores
+
+    def select(self, group, n_remove, candidates, scores):
+        """Indices (into group.classes) to remove: the lowest scores among `candidates`."""
+        return sorted(candidates, key=lambda i: (scores[i], i))[:n_remove]
+
+
+def _aggregate(graph, group, vectors):
+    classes = {c: i for i, c in enumerate(group.classes)}
+    total = np.zeros(len(classes))
+    count = np.zeros(len(classes))
+    for key, vec in vectors.items():
+        if key not in graph.tensors:
+            continue
+        roots = graph.roots(key)
+        pos = [p for p, r in enumerate(roots) if r in classes]
+        if not pos:
+            continue
+        v = np.abs(np.asarray(vec, np.float64)[pos])
+        v = v / (v.mean() + 1e-12)
+        idx = [classes[roots[p]] for p in pos]
+        np.add.at(total, idx, v)
+        np.add.at(count, idx, 1)
+    if not count.any():
+        return None
+    return total / np.maximum(count, 1)
+
+
+def _producers(graph):
+    return [n for n in graph.order if graph.roles[n] == "produce"]
+
+
+def _filter_norms(graph, p):
+    out = {}
+    for name in _producers(graph):
+        layer = graph.layers[name]
+        w = cutter_for(layer).filters(layer).reshape(-1, layer.output_shape[-1])
+        out[graph.output[name]] = np.abs(w).sum(0) if p == 1 else np.sqrt((w ** 2).sum(0))
+    return out
+
+
+class L1(Importance):
+    def vectors(self):
+        return _filter_norms(self.graph, 1)
+
+
+class L2(Importance):
+    def vectors(self):
+        return _filter_norms(self.graph, 2)
+
+
+class BNGamma(Importance):
+    def vectors(self):
+        out = {}
+        for name in self.graph.order:
+            layer = self.graph.layers[name]
+            if isinstance(layer, keras.layers.BatchNormalization) and self.graph.roles[name] == "pass":
+                out[self.graph.output[name]] = (np.abs(layer.gamma.numpy()) if layer.scale
+                                                else np.ones(layer.moving_mean.shape))
+        return out
+
+
+class Random(Importance):
+    def __call__(self, group):
+        return np.random.default_rng([self.seed, group.index]).random(group.size)
+
+
+def _relu_like(layer):
+    if isinstance(layer, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU)):
+        return True
+    act = getattr(layer, "activation", None)
+    return getattr(act, "__name__", None) in _RELU_NAMES
+
+
+def _batches(x, y=None, size=64):
+    for i in range(0, len(x), size):
+        yield x[i:i + size], (None if y is None else y[i:i + size])
+
+
+class APoZ(Importance):
+    def vectors(self):
+        x, _ = split_data(self.data)
+        names = [n for n in self.graph.order if self.graph.roles[n] in ("pass", "produce")
+                 and _relu_like(self.graph.layers[n])]
+        if not names:
+            return {}
+        probe = keras.Model(self.model.inputs, [self.graph.layers[n].output for n in names])
+        zeros = [0.0] * len(names)
+        seen = [0] * len(names)
+        for xb, _ in _batches(x):
+            outs = probe(xb, training=False)
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            for i, o in enumerate(outs):
+                o = o.numpy().reshape(-1, o.shape[-1])
+                zeros[i] = zeros[i] + (o <= 0).sum(0)
+                seen[i] += o.shape[0]
+        return {self.graph.output[n]: 1.0 - z / max(s, 1) + 1e-6 for n, z, s in zip(names, zeros, seen)}
+
+
+def _channel_axis(layer, weight):
+    if weight.shape.rank == 1:
+        return 0
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        return 2
+    return weight.shape.rank - 1
+
+
+class Taylor(Importance):
+    def vectors(self):
+        x, y = split_data(self.data)
+        model, graph = self.model, self.graph
+        tracked = []  # (tensor key, layer, variable)
+        for name in graph.order:
+            layer = graph.layers[name]
+            role = graph.roles[name]
+            if role == "produce" or (role == "pass" and isinstance(layer, keras.layers.BatchNormalization)):
+                for v in layer.trainable_weights:
+                    if isinstance(layer, keras.layers.SeparableConv2D) and "depthwise" in v.name:
+                        continue
+                    tracked.append((graph.output[name], layer, v))
+        if not tracked:
+            return {}
+        last = model.layers[-1]
+        from_logits = getattr(getattr(last, "activation", None), "__name__", "") != "softmax"
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+        sums = {}
+        n = 0
+        for xb, yb in _batches(x, y):
+            with tf.GradientTape() as tape:
+                out = model(xb, training=False)
+                labels = tf.argmax(out, -1) if yb is None else yb
+                loss = loss_fn(labels, out)
+            grads = tape.gradient(loss, [v for _, _, v in tracked])
+            per = {}
+            for (key, layer, v), g in zip(tracked, grads):
+                if g is None:
+                    continue
+                axis = _channel_axis(layer, v)
+                wg = np.moveaxis((v * g).numpy(), axis, -1).reshape(-1, v.shape[axis]).sum(0)
+                per[key] = per.get(key, 0.0) + wg
+            for key, wg in per.items():
+                sums[key] = sums.get(key, 0.0) + np.abs(wg)
+            n += 1
+        return {k: s / max(n, 1) + 1e-12 for k, s in sums.items()}
+
+
+class Merge(Importance):
+    """Srinivas & Babu's data-free merging for Dense groups; `l2` elsewhere."""
+
+    def __call__(self, group):
+        return _aggregate(self.graph, group, _filter_norms(self.graph, 2))
+
+    def _eligible(self, group):
+        members = group.members()
+        if len(group.producers) != 1 or not isinstance(self.graph.layers[group.producers[0]],
+                                                        keras.layers.Dense):
+            return None
+        consumers = []
+        for name, how, _ in members:
+            layer = self.graph.layers[name]
+            if how == "consume" and isinstance(layer, keras.layers.Dense):
+                consumers.append(name)
+            elif how == "pass" and (isinstance(layer, (keras.layers.ReLU, keras.layers.Activation,
+                                                       keras.layers.Dropout, keras.layers.LeakyReLU))):
+                continue
+            elif name != group.producers[0]:
+                return None
+        return consumers or None
+
+    def select(self, group, n_remove, candidates, scores):
+        consumers = self._eligible(group)
+        if consumers is None:
+            return super().select(group, n_remove, candidates, scores)
+        prod = self.graph.layers[group.producers[0]]
+        ws = prod.get_weights()
+        w_in = np.concatenate([ws[0]] + [b[None] for b in ws[1:]], 0).T  # (units, fan_in + bias)
+        rows = []
+        for name in consumers:
+            layer = self.graph.layers[name]
+            roots = self.graph.roots(self.graph.inputs[name][0])
+            k = layer.get_weights()[0]
+            rows.append(np.stack([k[list(roots).index(c)] for c in group.classes]))
+        a = np.concatenate(rows, 1)  # outgoing weights per neuron
+        d = ((w_in[:, None, :] - w_in[None, :, :]) ** 2).sum(-1)
+        alive = np.ones(group.size, bool)
+        cand = np.zeros(group.size, bool)
+        cand[list(candidates)] = True
+        removed = []
+        for _ in range(n_remove):
+            s = (a ** 2).sum(1)[None, :] * d  # s[i, j]: cost of merging j into i
+            s[~alive, :] = np.inf
+            s[:, ~(alive & cand)] = np.inf
+            np.fill_diagonal(s, np.inf)
+            i, j = np.unravel_index(np.argmin(s), s.shape)
+            if not np.isfinite(s[i, j]):
+                break
+            a[i] += a[j]
+            alive[j] = False
+            removed.append(j)
+            self.merges.append((group.classes[j], group.classes[i]))
+        return removed
+
+
+CRITERIA = {"l1": L1, "l2": L2, "bn_gamma": BNGamma, "apoz": APoZ, "taylor": Taylor, "random": Random,
+            "merge": Merge}
+
+
+def get(name, model, graph, data=None, seed=0):
+    """Builds the importance `name` for a model and its channel graph.
+
+    Raises:
+      InputError: unknown name, or a data-driven criterion without data.
+    """
+    if name not in CRITERIA:
+        raise InputError(f"unknown criterion {name!r}; choose one of {', '.join(NAMES)}")
+    if name in NEEDS_DATA and data is None:
+        raise InputError(f"criterion {name!r} needs data (x or (x, y)); pass data=... (CLI: --data SPEC)")
+    return CRITERIA[name](model, graph, data, seed)

@@ -1,0 +1,125 @@
+"""Regularizers that push whole channels to zero before structured pruning.
+
+* `bn_l1(lam)`: lam * sum |gamma| on BatchNormalization scales (network slimming, Liu et al., 2017);
+  prune afterwards with `criterion="bn_gamma"`.
+* `group_lasso(lam)`: lam * sum over output channels of the L2 norm of each filter (filter-wise structured
+  sparsity learning, Wen et al., 2016); prune afterwards with `criterion="l2"`.
+
+How they attach: each is a serializable `keras.regularizers.Regularizer`, so it can be given when a layer is
+built (`BatchNormalization(gamma_regularizer=bn_l1(1e-4))`, `Conv2D(..., kernel_regularizer=group_lasso(1e-4))`),
+or added to an existing model with `attach(model, reg)`, which returns a copy of the model (same weights)
+whose BN layers (for `bn_l1`) or Conv/Dense kernels (for `group_lasso`) carry it. The model's output layer
+is left alone: its channels are the classes, which are never pruned. Rebuilding from the config, rather
+than `model.add_loss`, keeps the regularizers through save and load.
+
+Example:
+
+```python
+model = tfc.regularizers.attach(model, tfc.regularizers.bn_l1(1e-4))
+model.compile(...); model.fit(...)
+small = tfc.prune_channels(model, 0.5, criterion="bn_gamma")
+```
+"""
+import copy
+
+from tfcompress._tf import check_model, keras, tf
+from tfcompress.errors import InputError
+
+__all__ = ["bn_l1", "group_lasso", "attach", "BNL1", "GroupLasso"]
+
+
+def _check_lam(lam):
+    if not isinstance(lam, (int, float)) or isinstance(lam, bool) or lam < 0:
+        raise InputError(f"lambda must be a non-negative number. Got: {lam!r}")
+    return float(lam)
+
+
+@keras.utils.register_keras_serializable(package="tfcompress")
+class BNL1(keras.regularizers.Regularizer):
+    """lam * sum |gamma|: for a BatchNormalization layer's `gamma_regularizer`."""
+
+    def __init__(self, lam=1e-4):
+        self.lam = _check_lam(lam)
+
+    def __call__(self, gamma):
+        return self.lam * tf.reduce_sum(tf.abs(gamma))
+
+    def get_config(self):
+        return {"lam": self.lam}
+
+
+@keras.utils.register_keras_serializable(package="tfcompress")
+class GroupLasso(keras.regularizers.Regularizer):
+    """lam * sum_c ||W[..., c]||_2 over output channels: for a Conv/Dense `kernel_regularizer`.
+
+    Args:
+      lam: strength. Defaults to `1e-4`.
+      axis: the output-channel axis of the kernel (2 for Conv2DTranspose). Defaults to `-1`.
+    """
+
+    def __init__(self, lam=1e-4, axis=-1):
+        self.lam = _check_lam(lam)
+        self.axis = int(axis)
+
+    def __call__(self, kernel):
+        axes = [a for a in range(kernel.shape.rank) if a != self.axis % kernel.shape.rank]
+        return self.lam * tf.reduce_sum(tf.sqrt(tf.reduce_sum(tf.square(kernel), axis=axes) + 1e-12))
+
+    def get_config(self):
+        return {"lam": self.lam, "axis": self.axis}
+
+
+def bn_l1(lam=1e-4):
+    """Network-slimming L1 on BN gammas. Defaults to `1e-4`."""
+    return BNL1(lam)
+
+
+def group_lasso(lam=1e-4):
+    """Filter-wise group lasso on Conv/Dense kernels. Defaults to `1e-4`."""
+    return GroupLasso(lam)
+
+
+_CONV_LIKE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense)
+
+
+def attach(model, regularizer, layers=None):
+    """A copy of `model` with `regularizer` on its BN gammas (`BNL1`) or Conv/Dense kernels (`GroupLasso`).
+
+    Args:
+      model: a functional or Sequential tf-keras model.
+      regularizer: a `BNL1` or `GroupLasso` (from `bn_l1` / `group_lasso`).
+      layers: names of the layers to regularize, or None for every eligible layer except the output
+        layer. Defaults to `None`.
+
+    Returns:
+      A new, uncompiled model with the same weights.
+    """
+    check_model(model)
+    if not isinstance(regularizer, (BNL1, GroupLasso)):
+        raise InputError(f"regularizer must come from bn_l1 or group_lasso. Got: {type(regularizer).__name__}")
+    outputs = {t._keras_history.layer.name for t in tf.nest.flatten(model.outputs)}
+    config = copy.deepcopy(model.get_config())
+    entries = config["layers"]
+    chosen = set(layers) if layers is not None else None
+    by_name = {layer.name: layer for layer in model.layers}
+    missing = sorted((chosen or set()) - set(by_name))
+    if missing:
+        raise InputError(f"layers not in the model: {', '.join(missing)}")
+    ser = keras.regularizers.serialize(regularizer)
+    for lc in entries:
+        name = lc["config"]["name"]
+        layer = by_name.get(name)
+        if layer is None or (chosen is not None and name not in chosen) or (chosen is None and name in outputs):
+            continue
+        if isinstance(regularizer, BNL1) and isinstance(layer, keras.layers.BatchNormalization) and layer.scale:
+            lc["config"]["gamma_regularizer"] = ser
+        elif isinstance(regularizer, GroupLasso):
+            if isinstance(layer, keras.layers.Conv2DTranspose):
+                lc["config"]["kernel_regularizer"] = keras.regularizers.serialize(GroupLasso(regularizer.lam, 2))
+            elif isinstance(layer, _CONV_LIKE) and not isinstance(layer, keras.layers.DepthwiseConv2D):
+                lc["config"]["kernel_regularizer"] = ser
+    objects = {type(lay).__name__: type(lay) for lay in model.layers}
+    cls = keras.Sequential if isinstance(model, keras.Sequential) else keras.Model
+    new = cls.from_config(config, custom_objects=objects)
+    new.set_weights(model.get_weights())
+    return new
