@@ -1,0 +1,89 @@
+"""Stability and overhead of `tfcompress bench` on the local device.
+
+Runs `tfcompress bench MODEL` REPEATS times (each a fresh process, as a user would) on a model of
+≥ 5 ms per inference and reports:
+
+- the coefficient of variation of avg_ms across the repetitions (target ≤ 3 %);
+- the harness overhead per model: wall time of the command minus the time spent inside the warm-up
+  and timed runs (runs × avg_ms + warm-ups × warmup_avg_ms; target ≤ 2 s).
+
+    python benchmarks/bench_stability.py --json stability.json [--model M.tflite] [--repeats 5]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_model(path):
+    """A small conv net that takes ≥ 5 ms per inference on one thread."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[2])\n"
+        "from tfcompress._tf import tf, keras\n"
+        "L = keras.layers\n"
+        "m = keras.Sequential([L.Input((96, 96, 3)), L.Conv2D(32, 3, activation='relu'),"
+        " L.Conv2D(32, 3, activation='relu'), L.GlobalAveragePooling2D(), L.Dense(10)])\n"
+        "open(sys.argv[1], 'wb').write(tf.lite.TFLiteConverter.from_keras_model(m).convert())\n")
+    subprocess.run([sys.executable, "-c", code, path, REPO], check=True, capture_output=True)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", required=True, help="where to write the measurements")
+    parser.add_argument("--model", help="a .tflite model (default: a conv net built here)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--min_secs", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--delegate", default="xnnpack")
+    args = parser.parse_args(argv)
+
+    work = tempfile.mkdtemp(prefix="bench-stability-")
+    model = args.model or build_model(os.path.join(work, "conv96.tflite"))
+    rows = []
+    for i in range(args.repeats):
+        out = os.path.join(work, f"run{i}.json")
+        cmd = [sys.executable, "-m", "tfcompress.cli", "bench", model, "--json", out, "--threads", str(args.threads),
+               "--delegate", args.delegate, "--runs", str(args.runs), "--warmup", str(args.warmup),
+               "--warmup_min_secs", "0", "--min_secs", str(args.min_secs)]
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+        wall = time.perf_counter() - start
+        [r] = json.load(open(out))
+        inside = (r["runs"] * r["avg_ms"] + args.warmup * r["warmup_avg_ms"]) / 1000.0
+        rows.append({"repeat": i + 1, "avg_ms": r["avg_ms"], "std_ms": r["std_ms"], "p50_ms": r["p50_ms"],
+                     "runs": r["runs"], "wall_s": wall, "inside_runs_s": inside, "overhead_s": wall - inside})
+
+    avgs = [row["avg_ms"] for row in rows]
+    cv = 100.0 * statistics.stdev(avgs) / statistics.mean(avgs) if len(avgs) > 1 else 0.0
+    overhead = max(row["overhead_s"] for row in rows)
+    summary = {"model": model, "threads": args.threads, "delegate": args.delegate, "repeats": args.repeats,
+               "mean_avg_ms": statistics.mean(avgs), "cv_avg_ms_percent": cv, "max_overhead_s": overhead,
+               "mean_overhead_s": statistics.mean(row["overhead_s"] for row in rows),
+               "cv_target_percent": 3.0, "overhead_target_s": 2.0,
+               "pass": cv <= 3.0 and overhead <= 2.0, "repeats_detail": rows}
+
+    print(f"{'repeat':>6}  {'avg ms':>8}  {'std ms':>7}  {'runs':>5}  {'wall s':>7}  {'in runs s':>9}  {'overhead s':>10}")
+    for row in rows:
+        print(f"{row['repeat']:>6}  {row['avg_ms']:8.3f}  {row['std_ms']:7.3f}  {row['runs']:>5}  {row['wall_s']:7.2f}  "
+              f"{row['inside_runs_s']:9.2f}  {row['overhead_s']:10.2f}")
+    print(f"\nmean avg_ms {summary['mean_avg_ms']:.3f} ms, CV {cv:.2f} % (target ≤ 3 %), "
+          f"overhead max {overhead:.2f} s / mean {summary['mean_overhead_s']:.2f} s (target ≤ 2 s): "
+          f"{'PASS' if summary['pass'] else 'FAIL'}")
+    tmp = args.json + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(tmp, args.json)
+    return 0 if summary["pass"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
