@@ -13,7 +13,7 @@ import os
 import time
 
 from android_bench import edge_runner
-from android_bench.errors import BenchError, FatalDeviceError
+from android_bench.errors import BenchError, DeviceGoneError, FatalDeviceError
 from android_bench.results import BenchResult
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
@@ -182,7 +182,7 @@ def run_device(runner, models, configs, cooldown=0.0, progress=None):
             if progress:
                 progress(r)
     finally:
-        if fatal is None or not isinstance(fatal, FatalDeviceError) or "disconnected" not in str(fatal):
+        if not isinstance(fatal, DeviceGoneError):  # a vanished device has nothing left to clean
             try:
                 runner.cleanup()
             except BenchError:

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from adb_device.fixtures import adb_server, device, models  # noqa: F401  (fixtures)
+from adb_device import FakeDevice
+from adb_device.fixtures import ADB, adb_server, device, models  # noqa: F401  (fixtures)
 from android_bench.adb import Adb
 from android_bench.adb_runner import AdbRunner
 from android_bench.errors import BinaryError
@@ -153,3 +154,21 @@ def test_device_gone_mid_run_keeps_finished_results(device, models, tmp_path, ca
 def test_thermal_readings_over_adb(device, models):
     runner = AdbRunner(Adb(serial=device.serial), models["binary"])
     assert sorted(runner.temperatures()) == [39000, 41000]
+
+
+def test_all_devices_in_parallel(device, adb_server, models, tmp_path, capsys):
+    other = FakeDevice(props={"ro.product.model": "Galaxy S23", "ro.soc.model": "SM8550"})
+    try:
+        subprocess.run([ADB, "-P", str(adb_server), "connect", other.serial], capture_output=True, timeout=30)
+        out = tmp_path / "r.json"
+        rc, table, err = _bench(capsys, models["dense"], "--device", "adb:all", "--binary", models["binary"],
+                                "--threads", "1,2", "--json", str(out))
+        assert rc == 0, err
+        results = json.loads(out.read_text())
+        assert sorted((r["device"], r["threads"]) for r in results) == sorted(
+            (f"adb:{d.serial}", t) for d in (device, other) for t in (1, 2))
+        assert all(r["ok"] for r in results)
+        assert len(_runs(device)) == len(_runs(other)) == 2
+    finally:
+        subprocess.run([ADB, "-P", str(adb_server), "disconnect", other.serial], capture_output=True, timeout=30)
+        other.close()

@@ -39,7 +39,9 @@ def build_models(folder):
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         subprocess.run([sys.executable, "-c", code, folder, repo], check=True, capture_output=True,
                        env=dict(os.environ, CUDA_VISIBLE_DEVICES="-1"))
-        open(done, "w").close()
+        with open(done + ".tmp", "w"):
+            pass
+        os.replace(done + ".tmp", done)
     paths = {"dense": os.path.join(folder, "dense.tflite"), "conv": os.path.join(folder, "conv.tflite")}
     evil = os.path.join(folder, "a b;rm -rf x'.tflite")
     shutil.copyfile(paths["dense"], evil)
@@ -55,9 +57,19 @@ def build_models(folder):
     return paths
 
 
+def _cache_folder(tmp_path_factory):
+    """Models depend only on the TensorFlow version: keep them across sessions in ~/.cache."""
+    from importlib import metadata
+    try:
+        version = metadata.version("tensorflow")
+    except metadata.PackageNotFoundError:
+        return str(tmp_path_factory.getbasetemp() / "android_bench_models")
+    return os.path.join(os.path.expanduser("~"), ".cache", "tfcompress-test-models", f"tf-{version}-v1")
+
+
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
-    return build_models(str(tmp_path_factory.getbasetemp() / "android_bench_models"))
+    return build_models(_cache_folder(tmp_path_factory))
 
 
 @pytest.fixture(scope="session")
