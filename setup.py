@@ -13,6 +13,7 @@ setup(
         "tf-keras==2.21.*",
         "tensorflow-model-optimization==0.8.*",
         "ai-edge-litert>=2.0",
+        "tensorboard",
         "absl-py",
         "numpy",
         "scikit-learn",

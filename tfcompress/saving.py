@@ -6,7 +6,7 @@ from tfcompress.errors import InputError
 
 
 def _custom_objects():
-    from tfcompress._tf import tfmot
+    from tfcompress import _tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
     objects = {}
     # tfmot's own wrappers and quantize configs, so models saved by tfmot users load too
     try:
@@ -15,8 +15,8 @@ def _custom_objects():
             objects.update(scope if isinstance(scope, dict) else {})
     except Exception:  # quantize_scope's form differs between tfmot versions
         pass
-    objects["PruneLowMagnitude"] = tfmot.sparsity.keras.prune_low_magnitude.__globals__.get(
-        "pruning_wrapper").PruneLowMagnitude
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+    objects["PruneLowMagnitude"] = pruning_wrapper.PruneLowMagnitude
     import importlib
     for module in ("tfcompress.pruning.magnitude", "tfcompress.pruning.channels", "tfcompress.clustering",
                    "tfcompress.quantization"):

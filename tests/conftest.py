@@ -1,0 +1,35 @@
+"""Shared test settings: quiet TensorFlow, and a small CLI runner that checks the one-line error rule."""
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import pytest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args, cwd=None, env=None, timeout=300):
+    """Runs `python -m tfcompress.cli ARGS` in a subprocess; returns CompletedProcess (text)."""
+    full_env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    full_env.pop("TFCOMPRESS_DEBUG", None)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "tfcompress.cli", *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(proc):
+    """The bad-input rule: non-zero exit, no traceback, one line on stderr (TF's own log lines aside)."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+    ours = [l for l in proc.stderr.splitlines() if l.startswith("tfcompress:")]
+    assert len(ours) == 1, proc.stderr
+    return ours[0]
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from tfcompress import data
+    return data.load("digits", "train"), data.load("digits", "test")
