@@ -97,13 +97,13 @@ def encode(symbols, lengths):
     if np.any(lengths[symbols] == 0):
         raise ValueError("a symbol to encode has no code (length 0)")
     codes = canonical_codes(lengths)
-    ls, cs = lengths[symbols], codes[symbols]
-    starts = np.cumsum(ls) - ls
+    ls = lengths[symbols]
     nbits = int(ls.sum())
-    bits = np.zeros(nbits, np.uint8)
-    for k in range(int(ls.max())):
-        m = ls > k
-        bits[starts[m] + k] = (cs[m] >> (ls[m] - 1 - k)) & 1
+    width = 16 if lengths.max() <= 16 else 32
+    # left-align every code in a `width`-bit word, expand to bits, keep the first `length` of each row
+    aligned = (codes[symbols] << (width - ls)).astype(f">u{width // 8}")
+    rows = np.unpackbits(aligned.view(np.uint8)).reshape(len(symbols), width)
+    bits = rows[np.arange(width) < ls[:, None]]
     return np.packbits(bits).tobytes(), nbits
 
 

@@ -109,34 +109,39 @@ def _u(itemsize):
     return np.dtype(f"<u{itemsize}")
 
 
-def _candidate(u, z, bits, codebook, positions):
-    """Sizes of one coding choice, plus what `encode_values` needs to write it."""
-    if bits == 0:
-        gaps, is_filler, entries = None, None, u
-    else:
-        gaps, is_filler = relative_indices(positions, bits)
-        entries = np.full(len(gaps), z, u.dtype)
-        entries[~is_filler] = u[positions]
-    c = {"bits": bits, "gaps": gaps, "entries": entries, "fillers": 0 if is_filler is None else int(is_filler.sum())}
+def _candidate(stats, bits):
+    """Byte costs of one coding choice, from histograms only (nothing is coded here)."""
+    n, itemsize, raw_gaps, nz_freqs, z_sym, codebook = stats
     head = 1 + _TENSOR.size
-    index = 0
-    if bits:
-        glen = huffman.code_lengths(np.bincount(gaps, minlength=1 << bits))
-        c["glen"] = glen
-        index = (huffman.coded_bits(np.bincount(gaps, minlength=1 << bits), glen) + 7) // 8
-        head += (1 << bits) + 4
-    itemsize = u.dtype.itemsize
-    options = [("raw", len(entries) * itemsize, 0)]
-    if codebook is not None:
-        syms = np.searchsorted(codebook, entries)
-        freqs = np.bincount(syms, minlength=len(codebook))
-        vlen = huffman.code_lengths(freqs)
-        c["syms"], c["vlen"] = syms, vlen
-        options.append(("codebook", (huffman.coded_bits(freqs, vlen) + 7) // 8,
-                        4 + len(codebook) * (itemsize + 1) + 4))
-    c["values"], c["value_bytes"], book = min(options, key=lambda o: o[1] + o[2])
-    c["index_bytes"], c["codebook_bytes"] = index, head + book
-    c["total"] = index + c["value_bytes"] + head + book
+    c = {"bits": bits, "fillers": 0, "index_bytes": 0}
+    if bits == 0:
+        entries = n
+        value_freqs = None if codebook is None else nz_freqs.copy()
+        if value_freqs is not None:
+            value_freqs[z_sym] += n - len(raw_gaps)
+    else:
+        span = 1 << bits
+        fillers = raw_gaps >> bits
+        c["fillers"] = nf = int(fillers.sum())
+        gap_freqs = np.bincount(raw_gaps - (fillers << bits), minlength=span)
+        gap_freqs[span - 1] += nf
+        glen = huffman.code_lengths(gap_freqs)
+        c["index_bytes"] = (huffman.coded_bits(gap_freqs, glen) + 7) // 8
+        head += span + 4
+        entries = len(raw_gaps) + nf
+        value_freqs = None
+        if codebook is not None:
+            value_freqs = nz_freqs.copy()
+            value_freqs[z_sym] += nf
+    c["entries"] = entries
+    options = [("raw", entries * itemsize, 0, None)]
+    if value_freqs is not None:
+        vlen = huffman.code_lengths(value_freqs)
+        options.append(("codebook", (huffman.coded_bits(value_freqs, vlen) + 7) // 8,
+                        4 + len(codebook) * (itemsize + 1) + 4, vlen))
+    c["values"], c["value_bytes"], book, c["vlen"] = min(options, key=lambda o: o[1] + o[2])
+    c["codebook_bytes"] = head + book
+    c["total"] = c["index_bytes"] + c["value_bytes"] + head + book
     return c
 
 
@@ -145,31 +150,51 @@ def encode_tensor(raw, itemsize, zero_code=0):
     u = np.frombuffer(raw, _u(itemsize))
     z = _u(itemsize).type(zero_code)
     positions = np.flatnonzero(u != z)
-    distinct = np.unique(np.append(u[positions], z))
-    codebook = distinct if len(distinct) <= MAX_CODEBOOK else None
-    best = min((_candidate(u, z, b, codebook, positions) for b in range(0, MAX_BITS + 1)),
-               key=lambda c: c["total"])
+    raw_gaps = np.diff(positions, prepend=-1) - 1
+    nz_values = u[positions]
+    codebook = nz_freqs = nz_syms = z_sym = None
+    distinct = np.unique(nz_values)
+    if len(distinct) < MAX_CODEBOOK:
+        codebook = np.union1d(distinct, [z]).astype(u.dtype)
+        z_sym = int(np.searchsorted(codebook, z))
+        nz_syms = np.searchsorted(codebook, nz_values)
+        nz_freqs = np.bincount(nz_syms, minlength=len(codebook))
+    stats = (len(u), itemsize, raw_gaps, nz_freqs, z_sym, codebook)
+    best = min((_candidate(stats, b) for b in range(0, MAX_BITS + 1)), key=lambda c: c["total"])
     parts = {"nonzero": len(positions), "codebook_size": 0 if codebook is None else len(codebook)}
     if best["total"] >= len(raw) + 1:
         parts.update(stored_raw=True, index_bits=0, values="raw", fillers=0, index_bytes=0,
                      value_bytes=len(raw), codebook_bytes=1)
         return bytes([RAW]) + bytes(raw), parts
-    out = [bytes([CODED]), _TENSOR.pack(itemsize, best["bits"], VALUES_CODEBOOK if best["values"] == "codebook"
-                                        else VALUES_RAW, len(u), int(z), len(best["entries"]))]
-    if best["bits"]:
-        data, _ = huffman.encode(best["gaps"], best["glen"])
-        out += [best["glen"].astype(np.uint8).tobytes(), _CRC.pack(len(data)), data]
+    bits = best["bits"]
+    out = [bytes([CODED]), _TENSOR.pack(itemsize, bits, VALUES_CODEBOOK if best["values"] == "codebook"
+                                        else VALUES_RAW, len(u), int(z), best["entries"])]
+    if bits:
+        gaps, is_filler = relative_indices(positions, bits)
+        glen = huffman.code_lengths(np.bincount(gaps, minlength=1 << bits))
+        data, _ = huffman.encode(gaps, glen)
+        out += [glen.astype(np.uint8).tobytes(), _CRC.pack(len(data)), data]
     if best["values"] == "codebook":
-        data, _ = huffman.encode(best["syms"], best["vlen"])
-        out += [_CRC.pack(len(codebook)), codebook.astype(_u(itemsize)).tobytes(),
-                best["vlen"].astype(np.uint8).tobytes(), _CRC.pack(len(data)), data]
+        if bits:
+            syms = np.full(len(gaps), z_sym, np.int64)
+            syms[~is_filler] = nz_syms
+        else:
+            syms = np.searchsorted(codebook, u)
+        data, _ = huffman.encode(syms, best["vlen"])
+        out += [_CRC.pack(len(codebook)), codebook.tobytes(), best["vlen"].astype(np.uint8).tobytes(),
+                _CRC.pack(len(data)), data]
+    elif bits:
+        entries = np.full(len(gaps), z, u.dtype)
+        entries[~is_filler] = nz_values
+        out.append(entries.tobytes())
     else:
-        out.append(best["entries"].astype(_u(itemsize)).tobytes())
+        out.append(u.tobytes())
     blob = b"".join(out)
-    parts.update(stored_raw=False, index_bits=best["bits"], values=best["values"], fillers=best["fillers"],
+    parts.update(stored_raw=False, index_bits=bits, values=best["values"], fillers=best["fillers"],
                  index_bytes=best["index_bytes"], value_bytes=best["value_bytes"],
                  codebook_bytes=best["codebook_bytes"])
-    assert len(blob) == best["total"], (len(blob), best["total"])
+    if len(blob) != best["total"]:
+        raise AssertionError(f"coded size {len(blob)} differs from the plan {best['total']}")
     return blob, parts
 
 
