@@ -1,0 +1,61 @@
+"""`tfcompress prune-channels`: writes a smaller model, prints params/FLOPs; bad input is one line."""
+import json
+import os
+
+import pytest
+
+from tfcompress import cli
+from tfcompress._tf import keras
+from test_pruning_graph import toy_resnet
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("m") / "toy.keras")
+    toy_resnet().save(path)
+    return path
+
+
+def test_prunes_and_reports(model_path, tmp_path, capsys):
+    out, js = str(tmp_path / "small.keras"), str(tmp_path / "r.json")
+    rc = cli.main(["prune-channels", model_path, "-o", out, "--ratio", "0.5", "--criterion", "bn_gamma",
+                   "--round_to", "8", "--json", js])
+    text = capsys.readouterr().out
+    assert rc == 0 and os.path.exists(out)
+    assert "params" in text and "FLOPs" in text and "before" in text
+    small = keras.models.load_model(out, compile=False)
+    assert small.get_layer("stem_conv").filters == 8 and small.get_layer("logits").units == 10
+    report = json.load(open(js))
+    assert report["after"]["flops"] <= 0.55 * report["before"]["flops"]
+    assert report["after"]["params"] < report["before"]["params"]
+
+
+def test_apoz_with_data_to_h5(model_path, tmp_path, capsys):
+    out = str(tmp_path / "small.h5")
+    rc = cli.main(["prune-channels", model_path, "-o", out, "--ratio", "0.25", "--criterion", "apoz",
+                   "--data", "digits", "--samples", "64"])
+    assert rc == 0 and os.path.exists(out)
+    assert "resized" in capsys.readouterr().out
+    assert keras.models.load_model(out, compile=False).get_layer("stem_conv").filters == 12
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["MISSING", "-o", "{tmp}/o.keras"], "model not found"),
+    (["{model}", "-o", "{tmp}/o.keras", "--ratio", "1.5"], "--ratio"),
+    (["{model}", "-o", "{tmp}/o.keras", "--ratio", "half"], "--ratio"),
+    (["{model}", "-o", "{tmp}/o.keras", "--criterion", "l3"], "unknown criterion"),
+    (["{model}", "-o", "{tmp}/o.keras", "--criterion", "taylor"], "needs --data"),
+    (["{model}", "-o", "{tmp}/nowhere/o.keras"], "output folder does not exist"),
+    (["{model}", "-o", "{tmp}/o.txt"], "must end in .keras or .h5"),
+    (["{model}", "-o", "{tmp}/o.keras", "--skip", "nope"], "nope"),
+    (["{model}", "-o", "{model}"], "overwrite"),
+])
+def test_bad_input_is_one_line(model_path, tmp_path, capsys, argv, message):
+    argv = [a.format(tmp=tmp_path, model=model_path) for a in argv]
+    before = os.path.getsize(model_path)
+    rc = cli.main(["prune-channels"] + argv)
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "o.keras") and not os.path.exists(tmp_path / "o.txt")
+    assert os.path.getsize(model_path) == before
+    assert [f for f in os.listdir(tmp_path) if f.startswith(".")] == []

@@ -1,0 +1,111 @@
+"""`tfcompress prune-channels MODEL -o OUT --ratio R --criterion C`: remove whole channels from a Keras model
+and print params and FLOPs (2 x multiply-accumulates) before and after."""
+import json
+import os
+import warnings
+
+CRITERIA = ("l1", "l2", "bn_gamma", "apoz", "taylor", "random", "merge")
+_FORMATS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
+
+
+def add_parser(p):
+    p.add_argument("model", help="a .keras file, an .h5 file or a SavedModel folder")
+    p.add_argument("-o", "--output", required=True,
+                   help="where to write the smaller model: .keras, .h5, or a folder name for a SavedModel")
+    p.add_argument("--ratio", default="0.5", help="fraction of each coupled group's channels to remove, "
+                   "in [0, 1) (default: 0.5)")
+    p.add_argument("--criterion", default="l1", help=f"one of {', '.join(CRITERIA)} (default: l1)")
+    p.add_argument("--data", default=None, help="data spec for apoz and taylor: digits, npz:PATH, dir:PATH, "
+                   "keras:NAME, tfds:NAME (default: none)")
+    p.add_argument("--samples", type=int, default=256, help="samples of --data to score on (default: 256)")
+    p.add_argument("--round_to", type=int, default=None,
+                   help="keep a multiple of this many channels per group, e.g. 8 for XNNPACK (default: none)")
+    p.add_argument("--skip", default="", help="comma-separated layer names whose groups stay whole")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random criterion (default: 0)")
+    p.add_argument("--groups", action="store_true", help="also print the channel groups of the model")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the numbers as JSON to PATH")
+
+
+def _ratio(text):
+    from tfcompress.errors import InputError
+    try:
+        r = float(text)
+    except ValueError:
+        raise InputError(f"--ratio must be a number in [0, 1). Got: {text!r}") from None
+    if not 0.0 <= r < 1.0:
+        raise InputError(f"--ratio must be a number in [0, 1) (the fraction of channels to remove). Got: {text}")
+    return r
+
+
+def _load(path):
+    """keras.models.load_model with tfcompress's layers known; any failure is one InputError line."""
+    from tfcompress.errors import InputError
+    if not os.path.exists(path):
+        raise InputError(f"model not found: {path}")
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "saved_model.pb")):
+        raise InputError(f"{path} is a folder without saved_model.pb: not a SavedModel")
+    from tfcompress._tf import keras
+    from tfcompress.pruning.channels import CUSTOM_OBJECTS
+    try:
+        return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot load {path} as a Keras model: {first}") from None
+
+
+def main(args):
+    from tfcompress.errors import InputError
+    from tfcompress.fileio import atomic_path, check_output, write_text
+    ratio = _ratio(args.ratio)
+    if args.criterion not in CRITERIA:
+        raise InputError(f"unknown criterion {args.criterion!r}; choose one of {', '.join(CRITERIA)}")
+    if args.criterion in ("apoz", "taylor") and not args.data:
+        raise InputError(f"criterion {args.criterion!r} needs --data SPEC (e.g. --data digits)")
+    if args.samples < 1:
+        raise InputError(f"--samples must be >= 1. Got: {args.samples}")
+    if args.round_to is not None and args.round_to < 1:
+        raise InputError(f"--round_to must be >= 1. Got: {args.round_to}")
+    out = check_output(args.output, [args.model])
+    if os.path.exists(args.model) and os.path.abspath(out) == os.path.abspath(args.model):
+        raise InputError("the output would overwrite the model; choose another name")
+    if args.json:
+        check_output(args.json, [args.model, out])
+    fmt = _FORMATS.get(os.path.splitext(out)[1].lower(), "tf")
+    if fmt == "tf" and os.path.splitext(out)[1]:
+        raise InputError(f"output must end in .keras or .h5, or be a folder name for a SavedModel. Got: {out}")
+    from tfcompress import data as data_mod
+    x = None
+    if args.data:
+        x, y = data_mod.load(args.data, "train")  # validate the data spec before the slow model load
+    model = _load(args.model)
+    data = None
+    if x is not None:
+        x, note = data_mod.fit_to_input(x, model.input_shape)
+        if note:
+            print(f"note: {note}")
+        data = (x[:args.samples], y[:args.samples]) if y is not None else x[:args.samples]
+    from tfcompress.analysis import flops, params
+    from tfcompress.pruning.channels import channel_groups, plan_and_prune
+    if args.groups:
+        print(channel_groups(model))
+    skip = [s for s in args.skip.split(",") if s]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = plan_and_prune(model, ratio, args.criterion, data, args.round_to, skip, args.seed)
+    small = result.model
+    for note in result.notes:
+        print(f"note: {note}")
+    before = {"params": params(model), "flops": flops(model)}
+    after = {"params": params(small), "flops": flops(small)}
+    print(f"{'':<8}{'before':>14}{'after':>14}{'ratio':>8}")
+    for k, name in (("params", "params"), ("flops", "FLOPs")):
+        print(f"{name:<8}{before[k]:>14,}{after[k]:>14,}{after[k] / max(before[k], 1):>8.3f}")
+    print("(FLOPs = 2 x multiply-accumulates of Conv/Dense layers, batch 1)")
+    with atomic_path(out, inputs=[args.model]) as tmp:
+        small.save(tmp, save_format=fmt)
+    print(f"wrote {out}")
+    if args.json:
+        write_text(args.json, json.dumps({"model": args.model, "output": out, "ratio": ratio,
+                                          "criterion": args.criterion, "round_to": args.round_to,
+                                          "before": before, "after": after, "notes": result.notes}, indent=2))
+    return 0
