@@ -175,7 +175,8 @@ def run(model, x, batch=None, num_threads=1, use_xnnpack=True):
 
     Args:
         model: a path, the file's bytes or an `Interpreter`.
-        x: an array (one input) or a list of arrays (one per input), first axis the samples.
+        x: an array (one input; a list of samples is taken as one array) or a list of arrays (one per
+            input), first axis the samples.
         batch: rows per invoke when the batch dimension can be resized. Defaults to `None` (64).
         num_threads, use_xnnpack: passed to `Interpreter` when `model` is not one.
 
@@ -183,7 +184,12 @@ def run(model, x, batch=None, num_threads=1, use_xnnpack=True):
         One float32 array when the model has one output, else a list of them.
     """
     it = model if isinstance(model, Interpreter) else Interpreter(model, num_threads, use_xnnpack)
-    xs = [np.asarray(a) for a in (x if isinstance(x, (list, tuple)) else [x])]
+    details = it.input_details()
+    if len(details) > 1 or (isinstance(x, (list, tuple)) and len(x) == 1
+                            and np.ndim(x[0]) == len(details[0]["shape"])):
+        xs = [np.asarray(a) for a in x]
+    else:
+        xs = [np.asarray(x)]   # one input: a list of samples is an array too
     n = len(xs[0])
     if any(len(a) != n for a in xs):
         raise InputError("all inputs must have the same number of samples")
