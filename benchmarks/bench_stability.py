@@ -54,28 +54,34 @@ def main(argv=None):
         cmd = [sys.executable, "-m", "tfcompress.cli", "bench", model, "--json", out, "--threads", str(args.threads),
                "--delegate", args.delegate, "--runs", str(args.runs), "--warmup", str(args.warmup),
                "--warmup_min_secs", "0", "--min_secs", str(args.min_secs)]
+        load = os.getloadavg()[0]
         start = time.perf_counter()
         subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
         wall = time.perf_counter() - start
         [r] = json.load(open(out))
         inside = (r["runs"] * r["avg_ms"] + args.warmup * r["warmup_avg_ms"]) / 1000.0
         rows.append({"repeat": i + 1, "avg_ms": r["avg_ms"], "std_ms": r["std_ms"], "p50_ms": r["p50_ms"],
-                     "runs": r["runs"], "wall_s": wall, "inside_runs_s": inside, "overhead_s": wall - inside})
+                     "runs": r["runs"], "wall_s": wall, "inside_runs_s": inside, "overhead_s": wall - inside,
+                     "loadavg_1min": load})
 
     avgs = [row["avg_ms"] for row in rows]
     cv = 100.0 * statistics.stdev(avgs) / statistics.mean(avgs) if len(avgs) > 1 else 0.0
+    p50s = [row["p50_ms"] for row in rows]
+    cv_p50 = 100.0 * statistics.stdev(p50s) / statistics.mean(p50s) if len(p50s) > 1 else 0.0
     overhead = max(row["overhead_s"] for row in rows)
     summary = {"model": model, "threads": args.threads, "delegate": args.delegate, "repeats": args.repeats,
-               "mean_avg_ms": statistics.mean(avgs), "cv_avg_ms_percent": cv, "max_overhead_s": overhead,
+               "mean_avg_ms": statistics.mean(avgs), "cv_avg_ms_percent": cv,
+               "cv_p50_ms_percent": cv_p50, "cpus": os.cpu_count(), "min_secs": args.min_secs, "max_overhead_s": overhead,
                "mean_overhead_s": statistics.mean(row["overhead_s"] for row in rows),
                "cv_target_percent": 3.0, "overhead_target_s": 2.0,
                "pass": cv <= 3.0 and overhead <= 2.0, "repeats_detail": rows}
 
-    print(f"{'repeat':>6}  {'avg ms':>8}  {'std ms':>7}  {'runs':>5}  {'wall s':>7}  {'in runs s':>9}  {'overhead s':>10}")
+    print(f"{'repeat':>6}  {'avg ms':>8}  {'std ms':>7}  {'p50 ms':>7}  {'runs':>5}  {'wall s':>7}  {'in runs s':>9}  "
+          f"{'overhead s':>10}  {'load':>5}")
     for row in rows:
-        print(f"{row['repeat']:>6}  {row['avg_ms']:8.3f}  {row['std_ms']:7.3f}  {row['runs']:>5}  {row['wall_s']:7.2f}  "
-              f"{row['inside_runs_s']:9.2f}  {row['overhead_s']:10.2f}")
-    print(f"\nmean avg_ms {summary['mean_avg_ms']:.3f} ms, CV {cv:.2f} % (target ≤ 3 %), "
+        print(f"{row['repeat']:>6}  {row['avg_ms']:8.3f}  {row['std_ms']:7.3f}  {row['p50_ms']:7.3f}  {row['runs']:>5}  "
+              f"{row['wall_s']:7.2f}  {row['inside_runs_s']:9.2f}  {row['overhead_s']:10.2f}  {row['loadavg_1min']:5.2f}")
+    print(f"\nmean avg_ms {summary['mean_avg_ms']:.3f} ms, CV {cv:.2f} % (target ≤ 3 %; p50 CV {cv_p50:.2f} %), "
           f"overhead max {overhead:.2f} s / mean {summary['mean_overhead_s']:.2f} s (target ≤ 2 s): "
           f"{'PASS' if summary['pass'] else 'FAIL'}")
     tmp = args.json + ".tmp"
