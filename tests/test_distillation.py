@@ -1,0 +1,348 @@
+"""Distiller: the loss against a NumPy reference, output-kind detection, frozen teacher, input checks,
+saving, and distillation composed with pruning (and QAT when it exists) in one fit, exported int8."""
+import importlib
+
+import numpy as np
+import pytest
+
+import tfcompress as tfc
+from tfcompress._tf import keras, tf
+from tfcompress.distillation import Distiller
+from tfcompress.errors import InputError
+
+L = keras.layers
+CLASSES = 5
+
+
+# -- NumPy reference -------------------------------------------------------------------------------
+
+def _log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def reference_loss(s_logits, t_logits, y, temperature, alpha, hints=(), feature_weight=1.0, weights=None):
+    """alpha·T²·KL(mean_k softmax(t_k/T) ‖ softmax(s/T)) + (1−alpha)·CE(y, s) + w·Σ hints, in float64."""
+    s = np.asarray(s_logits, np.float64)
+    T = temperature
+    p = np.mean([np.exp(_log_softmax(np.asarray(t, np.float64) / T)) for t in t_logits], axis=0)
+    log_p = np.log(np.where(p > 0, p, 1.0))
+    kl = (p * (log_p - _log_softmax(s / T))).sum(-1)
+    per = alpha * T * T * kl
+    if y is not None:
+        per = per + (1 - alpha) * -_log_softmax(s)[np.arange(len(s)), np.asarray(y)]
+    for h in hints:
+        per = per + feature_weight * h
+    if weights is None:
+        return float(per.mean())
+    return float((per * weights).sum() / len(per))
+
+
+def mlp(name, hidden, softmax=False, seed=0):
+    keras.utils.set_random_seed(seed)
+    x = inp = keras.Input((6,))
+    x = L.Dense(hidden, activation="tanh", name=f"{name}_hidden")(x)
+    out = L.Dense(CLASSES, activation="softmax" if softmax else None, name=f"{name}_out")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def convnet(name, channels, seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((4, 4, 2))
+    x = L.Conv2D(channels, 3, padding="same", activation="relu", name=f"{name}_conv")(inp)
+    x = L.Flatten()(x)
+    out = L.Dense(CLASSES, name=f"{name}_out")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def logits_of(model, x):
+    """Pre-softmax outputs of a model whose last Dense has a softmax."""
+    last = model.layers[-1]
+    hidden = keras.Model(model.inputs, last.input)(x).numpy()
+    kernel, bias = last.get_weights()
+    return hidden @ kernel + bias
+
+
+def features_of(model, layer_name, x):
+    return keras.Model(model.inputs, model.get_layer(layer_name).output)(x).numpy().astype(np.float64)
+
+
+def batch(shape=(6,), n=16, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, *shape)).astype(np.float32), rng.integers(0, CLASSES, n)
+
+
+def measured(distiller, x, y, **kwargs):
+    """The loss as evaluate reports it (one batch), and as train_on_batch computes it before its update."""
+    distiller.compile(keras.optimizers.SGD(0.0))
+    ev = distiller.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True, **kwargs)["loss"]
+    tr = distiller.train_on_batch(x, y, return_dict=True, **kwargs)["loss"]
+    return ev, tr
+
+
+# -- the loss ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("alpha, temperature", [(0.9, 4.0), (0.3, 2.0), (1.0, 1.0)])
+def test_loss_single_teacher_matches_numpy(alpha, temperature):
+    x, y = batch()
+    teacher, student = mlp("teacher", 12, seed=1), mlp("student", 4, seed=2)
+    d = Distiller(student, teacher, temperature=temperature, alpha=alpha)
+    ref = reference_loss(student(x).numpy(), [teacher(x).numpy()], y, temperature, alpha)
+    assert ref > 0.05
+    ev, tr = measured(d, x, y)
+    assert abs(ev - ref) <= 1e-5 and abs(tr - ref) <= 1e-5
+    parts, _ = d.compute_losses(x, y)
+    assert abs(float(parts["loss"]) - ref) <= 1e-5
+    kd = reference_loss(student(x).numpy(), [teacher(x).numpy()], None, temperature, 1.0)  # T²·KL alone
+    assert kd > 0.01 and abs(float(parts["distillation_loss"]) - kd) <= 1e-5
+
+
+def test_loss_ensemble_of_logits_and_probabilities_matches_numpy():
+    x, y = batch()
+    t_logits, t_probs = mlp("t1", 12, seed=1), mlp("t2", 10, softmax=True, seed=3)
+    student = mlp("student", 4, seed=2)
+    d = Distiller(student, [t_logits, t_probs], temperature=3.0, alpha=0.6)
+    assert [k for k, _ in d.output_kinds["teachers"]] == [None, "probabilities"]  # softmax seen at once
+    ref = reference_loss(student(x).numpy(), [t_logits(x).numpy(), logits_of(t_probs, x)], y, 3.0, 0.6)
+    ev, tr = measured(d, x, y)
+    assert [k for k, _ in d.output_kinds["teachers"]] == ["logits", "probabilities"]  # the other on a probe
+    assert abs(ev - ref) <= 1e-5 and abs(tr - ref) <= 1e-5
+    single = reference_loss(student(x).numpy(), [t_logits(x).numpy()], y, 3.0, 0.6)
+    assert abs(single - ref) > 1e-3
+
+
+def test_loss_with_sample_weights_matches_numpy():
+    x, y = batch()
+    w = np.linspace(0.0, 2.0, len(x)).astype(np.float32)
+    teacher, student = mlp("teacher", 12, seed=1), mlp("student", 4, seed=2)
+    d = Distiller(student, teacher, temperature=2.0, alpha=0.5)
+    ref = reference_loss(student(x).numpy(), [teacher(x).numpy()], y, 2.0, 0.5, weights=w)
+    ev, tr = measured(d, x, y, sample_weight=w)
+    assert abs(ev - ref) <= 1e-5 and abs(tr - ref) <= 1e-5
+
+
+def _hint(s_feat, t_feat, projection=None):
+    if projection is not None:
+        kernel, bias = projection.get_weights()
+        s_feat = s_feat @ kernel + bias
+    return ((s_feat - t_feat) ** 2).reshape(len(s_feat), -1).mean(1)
+
+
+def test_loss_with_features_matches_numpy():
+    x, y = batch((4, 4, 2))
+    teacher, student = convnet("teacher", 8, seed=1), convnet("student", 3, seed=2)
+    d = Distiller(student, teacher, temperature=4.0, alpha=0.8, feature_weight=0.5,
+                  features=[("teacher_conv", "student_conv")])
+    assert len(d.projections) == 1 and d.projections[0].kernel.shape == (3, 8)
+    hint = _hint(features_of(student, "student_conv", x), features_of(teacher, "teacher_conv", x), d.projections[0])
+    assert hint.mean() > 0.01
+    ref = reference_loss(student(x).numpy(), [teacher(x).numpy()], y, 4.0, 0.8, hints=[hint], feature_weight=0.5)
+    ev, tr = measured(d, x, y)
+    assert abs(ev - ref) <= 1e-5 and abs(tr - ref) <= 1e-5
+    logs = d.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+    assert abs(logs["feature_loss"] - hint.mean()) <= 1e-5
+
+
+def test_loss_ensemble_with_features_matches_numpy():
+    x, y = batch((4, 4, 2))
+    t1, t2 = convnet("t1", 8, seed=1), convnet("t2", 3, seed=4)
+    student = convnet("student", 3, seed=2)
+    d = Distiller(student, [t1, t2], temperature=2.0, alpha=0.7,
+                  features=[(t1.get_layer("t1_conv"), "student_conv"), ("t2_conv", "student_conv")])
+    assert len(d.projections) == 1  # t2's conv has the student's 3 channels: compared directly
+    s_f = features_of(student, "student_conv", x)
+    hints = [_hint(s_f, features_of(t1, "t1_conv", x), d.projections[0]), _hint(s_f, features_of(t2, "t2_conv", x))]
+    ref = reference_loss(student(x).numpy(), [t1(x).numpy(), t2(x).numpy()], y, 2.0, 0.7, hints=hints)
+    ev, tr = measured(d, x, y)
+    assert abs(ev - ref) <= 1e-5 and abs(tr - ref) <= 1e-5
+
+
+# -- output kinds ------------------------------------------------------------------------------------
+
+def test_probabilities_without_softmax_layer_are_detected_on_a_probe_batch():
+    x, y = batch()
+    base = mlp("teacher", 12, seed=1)
+    probs = keras.Model(base.inputs, L.Lambda(tf.nn.softmax, name="normalise")(base.output))
+    student = mlp("student", 4, seed=2)
+    d = Distiller(student, probs, temperature=3.0, alpha=0.5)
+    assert d.output_kinds["teachers"][0][0] is None  # undecided until a batch is seen
+    ref = reference_loss(student(x).numpy(), [base(x).numpy()], y, 3.0, 0.5)
+    ev, _ = measured(d, x, y)
+    assert d.output_kinds["teachers"][0][0] == "probabilities"
+    assert d.output_kinds["student"][0] == "logits"
+    assert abs(ev - ref) <= 1e-5
+
+
+def test_kind_override_and_sigmoid_refused():
+    teacher, student = mlp("teacher", 12, seed=1), mlp("student", 4, seed=2)
+    d = Distiller(student, teacher, teacher_outputs="logits", student_outputs="logits")
+    assert d.output_kinds["teachers"][0] == ("logits", "given by teacher_outputs")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,))
+    sig = keras.Model(inp, L.Dense(CLASSES, activation="sigmoid")(inp))
+    with pytest.raises(InputError, match="sigmoid"):
+        Distiller(student, sig)
+
+
+# -- input checks -----------------------------------------------------------------------------------
+
+def test_teacher_output_shape_differs_is_refused_before_training():
+    student = mlp("student", 4)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,))
+    other = keras.Model(inp, L.Dense(CLASSES + 1)(inp), name="wide")
+    with pytest.raises(InputError, match=r"outputs shape \(6,\) but student 'student' outputs \(5,\)"):
+        Distiller(student, other)
+    with pytest.raises(InputError, match=r"teacher\[1\]"):
+        Distiller(student, [mlp("t", 8), other])
+    inp7 = keras.Input((7,))
+    with pytest.raises(InputError, match="input shape"):
+        Distiller(student, keras.Model(inp7, L.Dense(CLASSES)(inp7)))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"temperature": 0.0}, "temperature must be > 0"),
+    ({"alpha": 1.5}, r"alpha must be in \[0, 1\]"),
+    ({"features": [("nope", "student_hidden")]}, "no layer 'nope' in the teacher"),
+    ({"teacher_outputs": "softmax"}, "teacher_outputs must be"),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        Distiller(mlp("student", 4), mlp("teacher", 8), **kwargs)
+
+
+def test_labels_needed_below_alpha_one_and_compile_takes_no_loss():
+    x, _ = batch()
+    d = Distiller(mlp("student", 4), mlp("teacher", 8), alpha=0.9)
+    with pytest.raises(InputError, match="compile takes no loss"):
+        d.compile("adam", loss="mse")
+    d.compile("adam")
+    with pytest.raises(InputError, match="needs labels"):
+        d.fit(x, epochs=1, verbose=0)
+    with pytest.raises(InputError, match="needs labels"):
+        d.fit(tf.data.Dataset.from_tensor_slices(x).batch(8), epochs=1, verbose=0)
+
+
+# -- training ----------------------------------------------------------------------------------------
+
+def test_teacher_frozen_student_trained_unlabeled_transfer_set():
+    x, _ = batch((4, 4, 2), n=64)
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((4, 4, 2))
+    h = L.Conv2D(4, 3, name="conv")(inp)
+    h = L.BatchNormalization(name="bn")(h)
+    h = L.Dropout(0.5)(L.Flatten()(h))
+    teacher = keras.Model(inp, L.Dense(CLASSES)(h), name="teacher")
+    before = [w.copy() for w in teacher.get_weights()]
+    student = convnet("student", 3, seed=2)
+    s_before = student.get_weights()[0].copy()
+    d = Distiller(student, teacher, alpha=1.0)
+    d.compile(keras.optimizers.Adam(1e-2))
+    assert {v.name for v in d.trainable_variables} == {v.name for v in student.trainable_variables}
+    hist = d.fit(tf.data.Dataset.from_tensor_slices(x).batch(16), epochs=8, verbose=0)
+    losses = hist.history["distillation_loss"]
+    assert "student_loss" not in hist.history
+    assert losses[-1] < 0.6 * losses[0]
+    for a, b in zip(before, teacher.get_weights()):  # kernels and BN moving statistics alike
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(student.get_weights()[0] - s_before).max() > 1e-3
+
+
+def test_save_saves_the_student(tmp_path):
+    x, y = batch()
+    student = mlp("student", 4, seed=2)
+    d = Distiller(student, mlp("teacher", 12, seed=1))
+    d.compile("adam")
+    d.fit(x, y, epochs=1, verbose=0)
+    path = str(tmp_path / "student.keras")
+    d.save(path)
+    loaded = tfc.load_model(path)
+    assert loaded.name == "student"
+    np.testing.assert_allclose(loaded(x).numpy(), student(x).numpy(), atol=1e-6)
+    np.testing.assert_allclose(d.predict(x, verbose=0), student(x).numpy(), atol=1e-6)
+
+
+# -- composition with compression wrappers ------------------------------------------------------------
+
+def relu6_net(name, width, seed):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((8, 8, 1))
+    x = L.Conv2D(width, 3, padding="same", name=f"{name}_conv1")(inp)
+    x = L.ReLU(6.0, name=f"{name}_relu6_1")(x)
+    x = L.Conv2D(width, 3, strides=2, padding="same", name=f"{name}_conv2")(x)
+    x = L.ReLU(6.0, name=f"{name}_relu6_2")(x)
+    x = L.Flatten()(x)
+    return keras.Model(inp, L.Dense(10, name=f"{name}_logits")(x), name=name)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from tfcompress import data
+    x, y = data.load("digits", "train")
+    xt, yt = data.load("digits", "test")
+    return x[:512], y[:512], xt[:200], yt[:200]
+
+
+@pytest.fixture(scope="module")
+def digits_teacher(digits):
+    x, y, _, _ = digits
+    teacher = relu6_net("teacher", 16, seed=0)
+    teacher.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher.fit(x, y, epochs=15, batch_size=32, verbose=0)
+    return teacher
+
+
+def _distil_compressed(student, teacher, x, y, epochs):
+    d = Distiller(student, teacher, temperature=4.0, alpha=0.9)
+    d.compile(keras.optimizers.Adam(3e-3), metrics=["accuracy"])
+    d.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[tfc.CompressionCallback()])
+    return d
+
+
+def test_distil_and_prune_in_one_fit_then_export_int8(digits, digits_teacher, tmp_path):
+    from tfcompress.pruning.magnitude import sparsity, wrappers
+    x, y, xt, yt = digits
+    steps = 16 * 6
+    student = tfc.prune(relu6_net("student", 8, seed=1),
+                        tfc.PolynomialDecay(0.5, end_step=steps // 2, frequency=4))
+    d = _distil_compressed(student, digits_teacher, x, y, epochs=6)
+    found = wrappers(d)
+    assert len(found) == 3  # the student's wrappers, found through the Distiller, each once
+    for w in found:
+        assert abs(sparsity(w) - 0.5) <= 0.01
+    plain = tfc.strip(d.student)
+    assert not wrappers(plain)
+    kernels = [l.kernel.numpy() for l in plain.layers if hasattr(l, "kernel")]
+    total = sum(k.size for k in kernels)
+    assert abs(sum((k == 0).sum() for k in kernels) / total - 0.5) <= 0.01
+    report = tfc.export(plain, str(tmp_path / "student.tflite"), mode="int8", representative_data=x[:64],
+                        eval_data=(xt, yt))
+    assert report.input_dtype == "int8" and not report.float_ops
+    assert len(report.relu6) >= 2 and report.relu6_all_pinned
+    assert report.tflite_accuracy >= 0.6
+    assert report.agreement >= 0.9
+
+
+def _has_qat():
+    try:
+        return hasattr(importlib.import_module("tfcompress.quantization"), "quantize")
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not _has_qat(), reason="tfcompress.quantization has not landed")
+def test_distil_prune_and_qat_in_one_fit_then_export_int8(digits, digits_teacher, tmp_path):
+    from tfcompress.pruning.magnitude import sparsity, wrappers
+    x, y, xt, yt = digits
+    student = tfc.prune(relu6_net("student", 8, seed=1), tfc.PolynomialDecay(0.5, end_step=48, frequency=4))
+    student = tfc.quantize(student)
+    d = _distil_compressed(student, digits_teacher, x, y, epochs=6)
+    for w in wrappers(d):
+        assert abs(sparsity(w) - 0.5) <= 0.01
+    plain = tfc.strip(d.student)
+    kernels = [l.kernel.numpy() for l in plain.layers if hasattr(l, "kernel")]
+    assert abs(sum((k == 0).sum() for k in kernels) / sum(k.size for k in kernels) - 0.5) <= 0.01
+    report = tfc.export(plain, str(tmp_path / "student.tflite"), mode="int8", representative_data=x[:64],
+                        eval_data=(xt, yt))
+    assert report.relu6 and report.relu6_all_pinned and not report.float_ops
+    assert report.tflite_accuracy >= 0.6
