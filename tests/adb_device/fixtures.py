@@ -13,6 +13,7 @@ import pytest
 from .emulator import FakeDevice, make_elf
 
 ADB = shutil.which("adb")
+_HOME = os.path.expanduser("~")
 
 
 def _free_port():
@@ -64,7 +65,7 @@ def _cache_folder(tmp_path_factory):
         version = metadata.version("tensorflow")
     except metadata.PackageNotFoundError:
         return str(tmp_path_factory.getbasetemp() / "android_bench_models")
-    return os.path.join(os.path.expanduser("~"), ".cache", "tfcompress-test-models", f"tf-{version}-v1")
+    return os.path.join(_HOME, ".cache", "tfcompress-test-models", f"tf-{version}-v1")
 
 
 @pytest.fixture(scope="session")
@@ -79,18 +80,19 @@ def adb_server(tmp_path_factory):
         pytest.skip("the adb client is not installed (Debian package adb)")
     port = _free_port()
     home = str(tmp_path_factory.mktemp("adb_home"))
-    saved = {k: os.environ.get(k) for k in ("ANDROID_ADB_SERVER_PORT", "HOME", "ANDROID_SDK_HOME")}
-    os.environ.update(ANDROID_ADB_SERVER_PORT=str(port), HOME=home, ANDROID_SDK_HOME=home)
+    saved = os.environ.get("ANDROID_ADB_SERVER_PORT")
+    os.environ["ANDROID_ADB_SERVER_PORT"] = str(port)  # every adb client of the tests talks to this server
     try:
-        subprocess.run([ADB, "-P", str(port), "start-server"], check=True, capture_output=True, timeout=30)
+        # the server keeps its adb keys in its own HOME, away from the user's ~/.android
+        subprocess.run([ADB, "-P", str(port), "start-server"], check=True, capture_output=True, timeout=30,
+                       env=dict(os.environ, HOME=home, ANDROID_SDK_HOME=home, ANDROID_USER_HOME=home))
         yield port
     finally:
         subprocess.run([ADB, "-P", str(port), "kill-server"], capture_output=True, timeout=30)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        if saved is None:
+            os.environ.pop("ANDROID_ADB_SERVER_PORT", None)
+        else:
+            os.environ["ANDROID_ADB_SERVER_PORT"] = saved
 
 
 @pytest.fixture
