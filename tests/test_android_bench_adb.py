@@ -116,8 +116,11 @@ def test_binary_not_executable_stops_the_device(device, models, tmp_path, capsys
 def test_model_load_and_delegate_failures_are_per_configuration(device, models, tmp_path, capsys):
     out = tmp_path / "r.json"
     rc, table, err = _bench(capsys, models["broken"], models["dense"], "--device", f"adb:{device.serial}",
-                            "--binary", models["binary"], "--delegate", "gpu,xnnpack", "--json", str(out))
+                            "--binary", models["binary"], "--delegate", "gpu,xnnpack", "--json", str(out),
+                            "--cooldown", "0.05")
     assert rc == 1
+    # cool-down: a baseline reading, then one after each rest between the 4 runs
+    assert sum("/sys/class/thermal/thermal_zone*/temp" in c for c in device.commands) == 4
     got = {(os.path.basename(r["model"]), r["delegate"]): r for r in json.loads(out.read_text())}
     assert "Failed to load model" in got["broken.tflite", "xnnpack"]["error"]
     assert got["dense.tflite", "gpu"]["error"].startswith("Failed to apply GPU delegate")
