@@ -13,7 +13,6 @@ Flags: --graph, --num_threads (default 1), --num_runs (50), --warmup_runs (1), -
 --external_delegate_path, --enable_op_profiling (accepted; the Python runtime has no op profiler).
 Exit code 0 on success, 1 with `Benchmarking failed.` otherwise.
 """
-import math
 import os
 import sys
 import time

@@ -12,7 +12,7 @@ import pytest
 
 from adb_device.fixtures import models  # noqa: F401  (fixture)
 from android_bench import parse_output
-from android_bench.runners import BenchConfig, LocalRunner, run_device
+from android_bench.runners import BenchConfig, LocalRunner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EDGE = os.path.join(REPO, "android_bench", "edge_runner.py")
