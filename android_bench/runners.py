@@ -116,20 +116,49 @@ def read_local_temperatures(root="/sys/class/thermal"):
     return temps
 
 
+def mask_cpus(mask):
+    """The CPU numbers of a hexadecimal affinity mask ("f0" -> {4, 5, 6, 7})."""
+    try:
+        value = int(str(mask).lower().replace("0x", ""), 16)
+    except ValueError:
+        raise BenchError(f"--cpu_mask must be hexadecimal (e.g. f0). Got: {mask!r}") from None
+    cpus = {i for i in range(value.bit_length()) if value >> i & 1}
+    if not cpus:
+        raise BenchError(f"--cpu_mask selects no CPU. Got: {mask!r}")
+    return cpus
+
+
 class LocalRunner(Runner):
-    """Benchmarks in this process with LiteRT (ai_edge_litert, else tflite_runtime)."""
+    """Benchmarks in this process with LiteRT (ai_edge_litert, else tflite_runtime).
+
+    Args:
+      cpu_mask: hexadecimal CPU mask; the process is pinned to those CPUs during each run (Linux).
+        Defaults to `None`.
+    """
     name = "local"
 
-    def __init__(self, device="local"):
+    def __init__(self, device="local", cpu_mask=None):
         self.device = device
+        self.cpus = None
+        if cpu_mask is not None:
+            usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+            self.cpus = mask_cpus(cpu_mask) & usable
+            if not self.cpus:
+                raise BenchError(f"--cpu_mask {cpu_mask} selects none of this machine's CPUs {sorted(usable)}")
 
     def run(self, model, config):
         known = self.known(model, config)
+        saved = os.sched_getaffinity(0) if self.cpus else None
         try:
+            if self.cpus:
+                os.sched_setaffinity(0, self.cpus)
             m = edge_runner.measure(config.edge_flags(model))
         except edge_runner.BenchmarkError as e:
             message = f"Failed to apply {e.delegate} delegate: {e}" if e.delegate else str(e)
             return BenchResult(**known).failed(message)
+        finally:
+            if saved is not None:
+                os.sched_setaffinity(0, saved)
         return result_from_measure(m, **known)
 
     def temperatures(self):

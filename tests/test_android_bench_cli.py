@@ -62,6 +62,7 @@ def test_local_matrix_outputs_and_compare(models, tmp_path, capsys):
     (["{dense}", "--device", "bluetooth:x"], "--device must be local, adb"),
     (["{dense}", "--device", "adb:1.2.3.4:5", "--adb", "/no/adb"], "adb at /no/adb is not an executable"),
     (["{notflite}"], "is not a .tflite file"),
+    (["{dense}", "--cpu_mask", "zz"], "--cpu_mask must be hexadecimal"),
 ])
 def test_bad_input_is_one_line_no_output(models, tmp_path, capsys, argv, message):
     notflite = tmp_path / "x.tflite"
@@ -95,9 +96,16 @@ def test_local_delegate_failure_is_per_configuration(models, tmp_path, capsys):
     assert cpu["ok"] and cpu["avg_ms"] > 0
 
 
-def test_local_runner_broken_model(models):
-    r = LocalRunner().run(models["broken"], BenchConfig(runs=1, min_secs=0, warmup_min_secs=0))
+def test_local_runner_broken_model_and_cpu_mask(models):
+    cfg = BenchConfig(runs=1, min_secs=0, warmup_min_secs=0)
+    r = LocalRunner().run(models["broken"], cfg)
     assert not r.ok and r.error.startswith("Failed to load model")
+    before = os.sched_getaffinity(0)
+    pinned = LocalRunner(cpu_mask="0x1")
+    assert pinned.cpus == {0} and pinned.run(models["dense"], cfg).ok
+    assert os.sched_getaffinity(0) == before  # restored after the run
+    with pytest.raises(Exception, match="selects none"):
+        LocalRunner(cpu_mask="10000000000000000")  # CPU 64
 
 
 class _Hot(Runner):

@@ -88,7 +88,7 @@ def _runners(args):
         for spec in dict.fromkeys(specs):
             kind, _, rest = spec.partition(":")
             if kind == "local" and not rest:
-                runners.append(LocalRunner())
+                runners.append(LocalRunner(cpu_mask=args.cpu_mask))
             elif kind == "ssh":
                 runners.append(SshRunner(rest, python=args.remote_python, timeout=args.timeout, keep=args.keep,
                                          cpu_mask=args.cpu_mask))
