@@ -44,6 +44,7 @@ def main(argv=None):
     parser.add_argument("--min_secs", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--delegate", default="xnnpack")
+    parser.add_argument("--cpu_mask", help="pin the runs (e.g. 1 for CPU 0)")
     args = parser.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="bench-stability-")
@@ -54,6 +55,8 @@ def main(argv=None):
         cmd = [sys.executable, "-m", "tfcompress.cli", "bench", model, "--json", out, "--threads", str(args.threads),
                "--delegate", args.delegate, "--runs", str(args.runs), "--warmup", str(args.warmup),
                "--warmup_min_secs", "0", "--min_secs", str(args.min_secs)]
+        if args.cpu_mask:
+            cmd += ["--cpu_mask", args.cpu_mask]
         load = os.getloadavg()[0]
         start = time.perf_counter()
         subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)

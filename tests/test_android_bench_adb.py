@@ -65,6 +65,7 @@ def test_end_to_end_injection_name_affinity_cleanup(device, models, tmp_path, ca
     assert not os.path.exists(os.path.join(device.root, "x")) and os.path.isdir(device.tmp)
     assert device.files() == []  # everything pushed was removed
     assert "[4/4]" in err and "a b;rm -rf x'.tflite" in table
+    assert table.splitlines()[0] == f"adb:{device.serial}: Pixel 7 (Tensor G2, arm64-v8a, SDK 34)"
 
 
 def test_push_skipped_when_size_matches_with_keep(device, models):

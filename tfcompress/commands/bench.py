@@ -166,6 +166,9 @@ def main(args):
         _write(args.csv, lambda tmp: open(tmp, "w", newline="").write(report.to_csv(results)), inputs)
     if args.plot:
         _write(args.plot, lambda tmp: report.plot(results, tmp), inputs)
+    for runner in runners:
+        if getattr(runner, "props", None):
+            print(f"{runner.device}: {runner.describe()}")
     print(report.format_table(results, compare=args.compare))
     if args.enable_op_profiling:
         _print_top_ops(results)
