@@ -346,3 +346,58 @@ def test_distil_prune_and_qat_in_one_fit_then_export_int8(digits, digits_teacher
                         eval_data=(xt, yt))
     assert report.relu6 and report.relu6_all_pinned and not report.float_ops
     assert report.tflite_accuracy >= 0.6
+
+
+# -- the recipe stage ------------------------------------------------------------------------------
+
+STAGE_RECIPE = """
+name: distill_stage
+seed: 0
+data: digits
+model: {build: lenet300, args: {input_shape: [8, 8, 1]}}
+output: OUT
+steps:
+  - train: {epochs: 3, batch_size: 64, learning_rate: 0.003}
+  - distill:
+      student: {build: mobilenet_v2_small, args: {input_shape: [8, 8, 1], width: 4, head: 8, dropout: 0.0,
+                                                  blocks: [[1, 4, 1]]}}
+      epochs: 3
+      batch_size: 64
+      learning_rate: 0.003
+      prune: {type: PolynomialDecay, target: 0.5, end_step: auto, frequency: 2}
+  - strip
+"""
+
+
+def test_distill_stage_records_teacher_baseline_and_distilled_student(tmp_path):
+    from tfcompress import recipes
+    path = tmp_path / "r.yaml"
+    path.write_text(STAGE_RECIPE.replace("OUT", str(tmp_path / "out")))
+    lines = []
+    state = recipes.run(str(path), echo=lines.append)
+    row = next(r for r in state["rows"] if r["stage"] == "distill")
+    assert set(row) == {"stage", "teacher", "student_labels", "distilled", "sparsity"}
+    assert row["teacher"] > 0.5 and 0.0 <= row["student_labels"] <= 1.0 and 0.0 <= row["distilled"] <= 1.0
+    assert abs(row["sparsity"] - 0.5) <= 0.01
+    assert state["teacher"].name == "lenet300_100" and state["model"].name == "mobilenet_v2_small"
+    assert any("student from labels" in l for l in lines) and any("student distilled + pruned" in l for l in lines)
+
+
+def test_distill_stage_options_are_checked():
+    from tfcompress import recipes
+    bad = STAGE_RECIPE.replace("epochs: 3\n      batch_size: 64", "epochs: 3\n      alpha: 2.0\n      batch_size: 64")
+    with pytest.raises(InputError, match=r"steps\[1\]\.distill: alpha must be in \[0, 1\]"):
+        recipes.parse(bad)
+    with pytest.raises(InputError, match=r"steps\[1\]\.distill: student\.nope: unknown key"):
+        recipes.parse(STAGE_RECIPE.replace("args: {input_shape: [8, 8, 1], width: 4",
+                                           "nope: 1, args: {input_shape: [8, 8, 1], width: 4"))
+
+
+def test_recipe_file_parses():
+    import os
+    from tfcompress import recipes
+    recipe, steps = recipes.load(os.path.join(os.path.dirname(__file__), "..", "recipes", "distill_digits.yaml"))
+    names = [n for n, _ in steps]
+    assert names == ["train", "distill", "strip", "save", "export"]
+    config = steps[1][1]
+    assert config.prune["target"] == 0.5 and config.student.build == "mobilenet_v2_small"
