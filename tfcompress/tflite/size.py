@@ -109,6 +109,61 @@ def unpack_file(src, dst):
     return dst
 
 
+@dataclasses.dataclass
+class ClusterCount:
+    """Distinct stored values of one weight tensor: in the whole tensor and the most in one channel.
+
+    The channel axis is the tensor's quantized dimension when it is quantized per channel, else axis 0
+    (TFLite stores conv and fully connected kernels output channel first).
+    """
+    name: str
+    shape: list
+    axis: int
+    per_tensor: int
+    per_channel: int
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def cluster_counts(path):
+    """`ClusterCount` of every weight tensor of a .tflite file (a path or its bytes): how many shared
+    values clustering left in it.
+
+    Raises:
+        InputError: the file is missing or not a valid .tflite file.
+    """
+    import numpy as np
+    path, data = _read(path)
+    reader.check_identifier(data, path or "input")
+    out = []
+    for t in reader.weight_tensors(reader.read(data, name=path)):
+        q = t.data()
+        if q is None:
+            continue
+        axis = t.quantized_dimension if t.is_quantized and len(t.scale) > 1 else 0
+        q = np.moveaxis(q, axis, 0).reshape(q.shape[axis], -1) if q.ndim else q.reshape(1, 1)
+        per_channel = max(int(np.unique(row).size) for row in q) if q.size else 0
+        out.append(ClusterCount(name=t.name, shape=list(t.shape), axis=int(axis),
+                                per_tensor=int(np.unique(q).size), per_channel=per_channel))
+    return out
+
+
+def check_clusters(path, clusters):
+    """Raises `InputError` naming the first weight tensor with more than `clusters` distinct values in a
+    channel; returns the counts otherwise."""
+    if isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 1:
+        raise InputError(f"clusters must be a positive integer. Got: {clusters!r}")
+    counts = cluster_counts(path)
+    over = [c for c in counts if c.per_channel > clusters]
+    if over:
+        c = over[0]
+        raise InputError(f"{path or 'input'}: tensor {c.name!r} holds {c.per_channel} distinct values in one "
+                         f"channel, more than {clusters}" + (f" ({len(over) - 1} more tensors too)" if len(over) > 1
+                                                                else ""))
+    return counts
+
+
 def _kb(n):
     return f"{n:,}"
 
