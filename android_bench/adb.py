@@ -4,6 +4,7 @@ Every command line sent to the device shell is built from arguments quoted with 
 file named `a b;rm -rf x'.tflite` is an argument, never shell syntax. File transfers go through
 `adb push` (the sync protocol: no shell involved).
 """
+import hashlib
 import os
 import re
 import shlex
@@ -149,16 +150,23 @@ class Adb:
             raise DeviceError(f"adb shell failed on {self.serial}: {text or f'adb exit {p.returncode}'}")
         return ShellResult(int(m.group(1)), p.stdout[:m.start()], p.stderr)
 
-    def remote_size(self, remote):
-        r = self.shell(["stat", "-c", "%s", remote])
+    def remote_file(self, remote):
+        """(size, md5 hex or None) of a device file; (None, None) when it does not exist."""
+        path = quote_command([remote])
+        r = self.shell(f"stat -c %s {path} && (md5sum {path} 2>/dev/null || true)")
+        lines = r.stdout.split("\n") if r.returncode == 0 else []
         try:
-            return int(r.stdout.strip()) if r.returncode == 0 else None
-        except ValueError:
-            return None
+            size = int(lines[0].strip())
+        except (IndexError, ValueError):
+            return None, None
+        digest = lines[1].split()[0] if len(lines) > 1 and lines[1].split() else None
+        return size, (digest if digest and re.fullmatch(r"[0-9a-f]{32}", digest) else None)
 
     def push(self, local, remote, timeout=None):
-        """`adb push`, skipped when the remote file already has the local size. Returns True if copied."""
-        if self.remote_size(remote) == os.path.getsize(local):
+        """`adb push`, skipped when the remote file already has the local size (and, where the device
+        has md5sum, the same MD5: a retrained model often keeps its size). Returns True if copied."""
+        size, digest = self.remote_file(remote)
+        if size == os.path.getsize(local) and (digest is None or digest == _md5(local)):
             return False
         try:
             p = self.run(["push", local, remote], timeout=timeout or max(self.timeout, 120))
@@ -175,6 +183,14 @@ class Adb:
     def remove(self, paths):
         if paths:
             self.shell(["rm", "-rf", "--"] + list(paths))
+
+
+def _md5(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _one_line(text):

@@ -81,6 +81,18 @@ def test_push_skipped_when_size_matches_with_keep(device, models):
                                      "/data/local/tmp/tfcompress/dense.tflite"])  # second never pushed them
 
 
+def test_push_compares_content_when_sizes_match(device, tmp_path):
+    adb = Adb(serial=device.serial)
+    a, b = tmp_path / "a.tflite", tmp_path / "b.tflite"
+    a.write_bytes(b"\x01" * 1000)
+    b.write_bytes(b"\x02" * 1000)  # a retrained model: same size, other weights
+    remote = "/data/local/tmp/t/m.tflite"
+    assert adb.push(str(a), remote) is True
+    assert adb.push(str(a), remote) is False
+    assert adb.push(str(b), remote) is True
+    assert open(device.map_path(remote), "rb").read() == b"\x02" * 1000
+
+
 def test_wrong_abi_is_refused_before_running(device, models, tmp_path, capsys):
     device.props.update({"ro.product.cpu.abi": "x86_64", "ro.product.cpu.abilist": "x86_64,x86"})
     out = tmp_path / "r.json"

@@ -15,6 +15,7 @@ becomes a launcher (padded to the same size) that runs android_bench/edge_runner
 "benchmark_model" works. Faults: `fail_push` (storage full), `vanish_on` (disconnect mid-run),
 `hang` (benchmark never ends), `noexec` (pushed files never executable), `props` (another ABI).
 """
+import hashlib
 import os
 import shlex
 import socket
@@ -111,6 +112,11 @@ class FakeDevice:
                        'echo "${v%]}";; esac; done < "$EMU_ROOT/props"; fi\n',
             "taskset": '#!/bin/sh\necho "$1" >> "$EMU_ROOT/taskset.log"\nshift\nexec "$@"\n',
             "chmod": '#!/bin/sh\n[ -f "$EMU_ROOT/noexec" ] && exit 0\nexec /bin/chmod "$@"\n',
+            # a binary replaced by its launcher keeps the digest of what was pushed
+            "md5sum": '#!/bin/sh\nfor f in "$@"; do\n'
+                      '  m=$(awk -F "\t" -v p="$f" \'$2 == p {print $1}\' "$EMU_ROOT/md5map" 2>/dev/null)\n'
+                      '  if [ -n "$m" ]; then echo "$m  $f"; else /usr/bin/md5sum -- "$f" || exit 1; fi\n'
+                      'done\n',
         }
         for name, text in tools.items():
             with open(os.path.join(self.bin, name), "w") as f:
@@ -316,14 +322,26 @@ class FakeDevice:
         local = self.map_path(path)
         os.makedirs(os.path.dirname(local), exist_ok=True)
         abi = _elf_abi(data)
+        digests = self._md5map()
+        digests.pop(local, None)
         if abi and abi in self.props.get("ro.product.cpu.abilist", self.props["ro.product.cpu.abi"]).split(","):
+            digests[local] = hashlib.md5(data).hexdigest()
             data = self._launcher(len(data))
+        with open(os.path.join(self.root, "md5map"), "w") as f:
+            f.write("".join(f"{d}\t{p}\n" for p, d in digests.items()))
         with open(local, "wb") as f:
             f.write(data)
         perm = stat.S_IMODE(int(mode)) if mode.isdigit() else 0o644  # adb sends st_mode in decimal
         os.chmod(local, perm & ~0o111 if self.noexec else perm)
         stream.write(b"OKAY" + b"\0" * 4)
         return True
+
+    def _md5map(self):
+        path = os.path.join(self.root, "md5map")
+        if not os.path.exists(path):
+            return {}
+        with open(path) as f:
+            return {p: d for d, _, p in (line.rstrip("\n").partition("\t") for line in f) if p}
 
     def _launcher(self, size):
         text = ("#!/bin/sh\n# benchmark_model on the emulated device: the edge runner\n"
