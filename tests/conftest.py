@@ -20,6 +20,24 @@ def run_cli(*args, cwd=None, env=None, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+class Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def call_cli(capsys, *args):
+    """Runs the CLI in this process (same code path as the console script, without paying for a new
+    TensorFlow import each time); returns an object like CompletedProcess."""
+    from tfcompress.cli import main
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse usage errors
+        code = e.code
+    out = capsys.readouterr()
+    return Result(code, out.out, out.err)
+
+
 def assert_one_line_error(proc):
     """The bad-input rule: non-zero exit, no traceback, one line on stderr (TF's own log lines aside)."""
     assert proc.returncode != 0, proc.stdout + proc.stderr

@@ -58,6 +58,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("tfcompress: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tfcompress inspect m.tflite --json | head`: the reader left, not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as e:  # one line for the user; the traceback only when asked for
         if os.environ.get("TFCOMPRESS_DEBUG") == "1":
             raise

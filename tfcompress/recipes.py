@@ -101,7 +101,7 @@ class Recipe:
     name: str
     steps: list
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    model: ModelConfig = None
+    model: typing.Optional[ModelConfig] = None
     output: str = "out"
     seed: int = 0
     description: str = ""
@@ -123,10 +123,10 @@ def parse(text, source="recipe"):
     if isinstance(data, str):
         data = {"spec": data}
     raw["data"] = load_config(DataConfig, data, "data")
-    raw["model"] = load_config(ModelConfig, raw.get("model"), "model") if "model" in raw else None
-    recipe = load_config(Recipe, raw, "recipe")
-    if recipe.model is None:
+    if "model" not in raw:
         raise InputError("recipe: missing key model")
+    raw["model"] = load_config(ModelConfig, raw["model"], "model")
+    recipe = load_config(Recipe, raw, "recipe")
     _load_stage_modules()
     steps = []
     for i, step in enumerate(recipe.steps):
