@@ -9,29 +9,10 @@ from tfcompress._tf import keras, tf
 from tfcompress.analysis import flops
 from tfcompress.errors import InputError
 from tfcompress.models import mobilenet_v2_small
-from tfcompress.pruning.channels import plan_and_prune
-from tfcompress.pruning.graph import ChannelGraph
+from tfcompress.pruning.channels import plan_and_prune, zeroed_reference as zero_consumer_rows
 from test_pruning_graph import randomize, toy_resnet
 
 L = keras.layers
-
-
-def zero_consumer_rows(model, removed):
-    """The original model with every consumer's input rows of the removed channels set to zero, and the
-    producers' filters of those channels zeroed too: what removing them implies, without removing."""
-    graph = ChannelGraph(model)
-    keeps = graph.keep_masks(removed)
-    out = keras.models.clone_model(model)
-    out.set_weights(model.get_weights())
-    for name in graph.order:
-        if graph.roles[name] != "produce":
-            continue
-        layer = out.get_layer(name)
-        w = layer.get_weights()
-        w[0][..., ~keeps[graph.inputs[name][0]], :] = 0.0
-        w[0][..., ~keeps[graph.output[name]]] = 0.0
-        layer.set_weights(w)
-    return out
 
 
 def _x(shape, n=8, seed=1):

@@ -267,3 +267,58 @@ def prune_channels(model, ratio=0.5, criterion="l1", data=None, round_to=None, s
                                                                          for v in ratio.values())):
         return _channel_masks.mask_channels(model, ratio, criterion, round_to, skip, seed)
     return plan_and_prune(model, ratio, criterion, data, round_to, skip, seed).model
+
+
+def zeroed_reference(model, removed):
+    """The original model with each consumer's input rows and each producer's filters of the `removed`
+    classes set to zero: what removing them implies, without removing anything. Its outputs must equal
+    the pruned model's; BN shifts and biases of removed channels cannot hide in it, because no consumer
+    reads those channels any more. For checks and benchmarks."""
+    model = functional(model)
+    graph = ChannelGraph(model)
+    keeps = graph.keep_masks(removed)
+    out = keras.models.clone_model(model)
+    out.set_weights(model.get_weights())
+    for name in graph.order:
+        layer = out.get_layer(name)
+        if graph.roles[name] != "produce" or not isinstance(layer, tuple(_ZEROABLE)):
+            continue
+        w = layer.get_weights()
+        k_in, k_out = keeps[graph.inputs[name][0]], keeps[graph.output[name]]
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            w[0][..., ~k_in] = 0.0
+            w[0][:, :, ~k_out, :] = 0.0
+        elif isinstance(layer, keras.layers.SeparableConv2D):
+            w[0][:, :, ~k_in, :] = 0.0
+            w[1][..., ~k_out] = 0.0
+        else:
+            w[0][..., ~k_in, :] = 0.0
+            w[0][..., ~k_out] = 0.0
+        layer.set_weights(w)
+    return out
+
+
+_ZEROABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense)
+
+
+def ratio_for_flops(model, fraction, round_to=None, skip=None, tol=0.005):
+    """The smallest uniform ratio whose pruned model keeps at most `fraction` of the FLOPs (bisection).
+
+    The kept channel counts, hence the FLOPs, depend on the ratio only, not on the criterion.
+    """
+    from tfcompress.analysis import flops
+    model = functional(model)
+    graph = ChannelGraph(model)
+    total = flops(model)
+    lo, hi = 0.0, 0.99
+    importance = _criteria.get("l1", model, graph)
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        small = rebuild(graph, choose(graph, group_ratios(graph, mid, skip), importance, round_to))
+        if flops(small) <= fraction * total:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo < tol:
+            break
+    return hi

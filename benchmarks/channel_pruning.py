@@ -1,0 +1,230 @@
+"""Structured channel pruning: exactness, FLOP reduction, TFLite latency and accuracy after fine-tuning.
+
+Parts (``--parts``, comma-separated):
+
+* ``exact``: on a ResNet-style model (identity and projection residuals, 64x64x3, widths 32-128) and the
+  MobileNetV2-style reference model, ratio 0.5: the shrunk model's outputs against the original with the
+  removed channels zeroed at every consumer (max abs diff), and the FLOP reduction.
+* ``latency``: both models exported to float32 and int8 TFLite (``tfc.export``), timed with the LiteRT
+  Interpreter (1 thread, XNNPACK), original and shrunk interleaved; speed-up vs FLOP reduction.
+* ``accuracy``: digits, a small ResNet-style model; per seed: train, prune to 50 % FLOPs with l1, bn_gamma
+  and random, fine-tune, test accuracy; mean over seeds.
+
+Run with ``nice``: ``nice -n 10 python benchmarks/channel_pruning.py --parts exact,latency,accuracy
+--json bench.json``. FLOPs are 2 x multiply-accumulates of Conv/Dense layers (batch 1).
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import tfcompress as tfc  # noqa: E402
+from tfcompress._tf import keras, tf  # noqa: E402
+from tfcompress.analysis import flops, params  # noqa: E402
+from tfcompress.pruning.channels import plan_and_prune, ratio_for_flops, zeroed_reference  # noqa: E402
+
+L = keras.layers
+
+
+def _cbr(x, f, k=3, s=1, name=None, relu=True):
+    x = L.Conv2D(f, k, strides=s, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = L.BatchNormalization(name=f"{name}_bn")(x)
+    return L.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def _basic_block(x, f, stride, name):
+    y = _cbr(x, f, s=stride, name=f"{name}a")
+    y = _cbr(y, f, name=f"{name}b", relu=False)
+    if stride != 1 or x.shape[-1] != f:
+        x = _cbr(x, f, k=1, s=stride, name=f"{name}_proj", relu=False)
+    return L.ReLU(name=f"{name}_out")(L.Add(name=f"{name}_add")([x, y]))
+
+
+def resnet_style(input_shape=(64, 64, 3), widths=(32, 64, 128), classes=10, stem_stride=2, name="resnet_style"):
+    """Conv-BN-ReLU stem, two basic blocks per stage (projection shortcut when the shape changes), GAP, Dense."""
+    inp = keras.Input(input_shape)
+    x = _cbr(inp, widths[0], s=stem_stride, name="stem")
+    for i, w in enumerate(widths):
+        x = _basic_block(x, w, 1 if i == 0 else 2, name=f"s{i}b0")
+        x = _basic_block(x, w, 1, name=f"s{i}b1")
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, L.Dense(classes, name="logits")(x), name=name)
+
+
+def _randomize_bn(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.5, b.shape),
+                               rng.normal(0, 0.5, m.shape), rng.uniform(0.5, 2, v.shape)])
+    return model
+
+
+def _models():
+    mnv2 = tfc.models.mobilenet_v2_small
+    return {"resnet_style_64": (_randomize_bn(resnet_style()), (64, 64, 3)),
+            "mobilenet_v2_small": (_randomize_bn(mnv2()), (16, 16, 1)),
+            "mobilenet_v2_small_64": (_randomize_bn(mnv2((64, 64, 3), name="mnv2_small_64")), (64, 64, 3))}
+
+
+def exactness(models, ratio=0.5, round_to=8):
+    rows = []
+    for name, (model, shape) in models.items():
+        x = np.random.default_rng(0).normal(size=(16,) + shape).astype(np.float32)
+        r = plan_and_prune(model, ratio, round_to=round_to)
+        ref = zeroed_reference(model, r.removed)(x).numpy()
+        rows.append({"model": name, "ratio": ratio, "round_to": round_to,
+                     "max_abs_diff": float(np.abs(r.model(x).numpy() - ref).max()),
+                     "output_scale": float(np.abs(ref).max()),
+                     "flops_before": flops(model), "flops_after": flops(r.model),
+                     "flop_reduction": 1 - flops(r.model) / flops(model),
+                     "params_before": params(model), "params_after": params(r.model)})
+        models[name] = (model, shape, r.model)
+    print(f"\n{'model':<23}{'max|diff|':>11}{'|out|':>8}{'FLOPs before':>14}{'after':>12}{'removed':>9}"
+          f"{'params before':>15}{'after':>9}")
+    for r in rows:
+        print(f"{r['model']:<23}{r['max_abs_diff']:>11.2e}{r['output_scale']:>8.2f}{r['flops_before']:>14,}"
+              f"{r['flops_after']:>12,}{r['flop_reduction']:>8.1%}{r['params_before']:>15,}{r['params_after']:>9,}")
+    return rows
+
+
+def _tflite(model, mode, x, folder, tag):
+    path = os.path.join(folder, f"{tag}_{mode}.tflite")
+    tfc.export(model, path, mode=mode, representative_data=x if mode == "int8" else None, samples=len(x))
+    return path
+
+
+def _interpreter(path):
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=path, num_threads=1)
+    it.allocate_tensors()
+    d = it.get_input_details()[0]
+    data = np.zeros(d["shape"], d["dtype"])
+    it.set_tensor(d["index"], data)
+    return it
+
+
+def _time_pair(paths, runs, warmup=20, rounds=30):
+    """Interleaved rounds of `runs // rounds` invocations each; per-invoke times of every model."""
+    its = [_interpreter(p) for p in paths]
+    for it in its:
+        for _ in range(warmup):
+            it.invoke()
+    times = [[] for _ in its]
+    for _ in range(rounds):
+        for i, it in enumerate(its):
+            for _ in range(max(1, runs // rounds)):
+                t = time.perf_counter()
+                it.invoke()
+                times[i].append(time.perf_counter() - t)
+    return [np.array(t) * 1e3 for t in times]
+
+
+def latency(models, runs=300):
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, (model, shape, small) in models.items():
+            x = np.random.default_rng(0).uniform(0, 1, (64,) + shape).astype(np.float32)
+            fr = flops(model) / flops(small)
+            for mode in ("float32", "int8"):
+                a, b = _tflite(model, mode, x, folder, name), _tflite(small, mode, x, folder, name + "_small")
+                ta, tb = _time_pair([a, b], runs)
+                speed_med = np.median(ta) / np.median(tb)
+                speed_min = np.percentile(ta, 10) / np.percentile(tb, 10)
+                rows.append({"model": name, "mode": mode, "threads": 1,
+                             "orig_ms_median": float(np.median(ta)), "small_ms_median": float(np.median(tb)),
+                             "orig_ms_p10": float(np.percentile(ta, 10)), "small_ms_p10": float(np.percentile(tb, 10)),
+                             "flop_ratio": fr, "speedup_median": float(speed_med), "speedup_p10": float(speed_min),
+                             "efficiency_median": float(speed_med / fr), "efficiency_p10": float(speed_min / fr),
+                             "orig_bytes": os.path.getsize(a), "small_bytes": os.path.getsize(b)})
+    print(f"\n{'model':<23}{'mode':<9}{'orig ms':>9}{'small ms':>10}{'FLOP x':>8}{'speed-up':>10}{'eff.':>7}"
+          f"{'median-based':>14}")
+    for r in rows:
+        print(f"{r['model']:<23}{r['mode']:<9}{r['orig_ms_p10']:>9.3f}{r['small_ms_p10']:>10.3f}"
+              f"{r['flop_ratio']:>8.2f}{r['speedup_p10']:>10.2f}{r['efficiency_p10']:>7.2f}"
+              f"{r['speedup_median']:>9.2f} {r['efficiency_median']:>4.2f}")
+    print("ms = 10th percentile of interleaved invocations (1 thread, XNNPACK; robust to other processes on a "
+          "shared machine); speed-up = original / shrunk; eff. = speed-up / FLOP ratio")
+    return rows
+
+
+def _digits_model(seed):
+    keras.utils.set_random_seed(seed)
+    return resnet_style((8, 8, 1), widths=(32, 64), classes=10, stem_stride=1, name="digits_resnet")
+
+
+def _train(model, x, y, epochs, lr, seed):
+    keras.utils.set_random_seed(seed)
+    model.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, shuffle=True)
+    return model
+
+
+def _acc(model, x, y):
+    return float((np.argmax(model.predict(x, batch_size=256, verbose=0), -1) == y).mean())
+
+
+def accuracy(seeds=(0, 1, 2), epochs=30, finetune=8, criteria=("l1", "bn_gamma", "random"), fraction=0.5):
+    x, y = tfc.data.load("digits", "train")
+    xt, yt = tfc.data.load("digits", "test")
+    per_seed = []
+    for seed in seeds:
+        base = _train(_digits_model(seed), x, y, epochs, 3e-3, seed)
+        row = {"seed": seed, "unpruned": _acc(base, xt, yt)}
+        ratio = ratio_for_flops(base, fraction)
+        for crit in criteria:
+            small = tfc.prune_channels(base, ratio, criterion=crit, seed=seed)
+            row[f"{crit}_flop_fraction"] = flops(small) / flops(base)
+            row[f"{crit}_no_finetune"] = _acc(small, xt, yt)
+            row[crit] = _acc(_train(small, x, y, finetune, 1e-3, seed), xt, yt)
+        row["ratio"] = ratio
+        per_seed.append(row)
+        print(f"seed {seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "seed"), flush=True)
+    mean = {k: float(np.mean([r[k] for r in per_seed])) for k in per_seed[0] if k != "seed"}
+    print(f"\n{'criterion':<12}{'FLOPs kept':>11}{'no fine-tune':>14}{'fine-tuned':>12}{'vs unpruned':>13}"
+          + "".join(f"{'seed ' + str(s):>9}" for s in seeds))
+    print(f"{'unpruned':<12}{1.0:>11.3f}{'':>14}{mean['unpruned']:>12.4f}{'':>13}"
+          + "".join(f"{r['unpruned']:>9.4f}" for r in per_seed))
+    for c in criteria:
+        print(f"{c:<12}{mean[c + '_flop_fraction']:>11.3f}{mean[c + '_no_finetune']:>14.4f}{mean[c]:>12.4f}"
+              f"{(mean[c] - mean['unpruned']) * 100:>+12.2f}p" + "".join(f"{r[c]:>9.4f}" for r in per_seed))
+    print(f"digits test split ({len(xt)} images); train {epochs} epochs, fine-tune {finetune} epochs; mean of "
+          f"seeds {list(seeds)}")
+    return {"per_seed": per_seed, "mean": mean, "epochs": epochs, "finetune_epochs": finetune}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--parts", default="exact,latency", help="comma-separated: exact, latency, accuracy")
+    p.add_argument("--accuracy", action="store_true", help="add the accuracy part")
+    p.add_argument("--runs", type=int, default=300, help="timed invocations per model and mode")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--finetune", type=int, default=8)
+    p.add_argument("--json", default=None, metavar="PATH")
+    args = p.parse_args(argv)
+    parts = set(args.parts.split(",")) | ({"accuracy"} if args.accuracy else set())
+    out = {}
+    if parts & {"exact", "latency"}:
+        models = _models()
+        out["exact"] = exactness(models)
+        if "latency" in parts:
+            out["latency"] = latency(models, args.runs)
+    if "accuracy" in parts:
+        out["accuracy"] = accuracy(tuple(int(s) for s in args.seeds.split(",")), args.epochs, args.finetune)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
