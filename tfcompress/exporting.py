@@ -63,11 +63,14 @@ class ExportReport:
             for r in self.relu6:
                 if not r["pinned"]:
                     lines.append(f"    not pinned: {r['tensor']} scale {r['scale']:.6g} zero point {r['zero_point']}")
-        if self.agreement is not None:
+        if self.agreement is not None and self.float_accuracy is not None:
             lines.append(f"  accuracy on {self.eval_samples} samples: float {self.float_accuracy:.4f}, "
                          f"{self.mode} {self.tflite_accuracy:.4f} "
                          f"({100 * (self.tflite_accuracy - self.float_accuracy):+.2f} points); "
                          f"top-1 agreement {self.agreement:.4f}")
+        elif self.agreement is not None:
+            lines.append(f"  top-1 agreement with the Keras model on {self.eval_samples} samples: "
+                         f"{self.agreement:.4f}; max |float - tflite| {self.max_abs_diff:.6g}")
         elif self.max_abs_diff is not None:
             lines.append(f"  max |float - tflite| on {self.eval_samples} samples: {self.max_abs_diff:.6g}")
         lines.extend(f"  note: {n}" for n in self.notes)
@@ -201,11 +204,15 @@ def _io_type(name, mode, what):
 
 
 def export(model, path, mode="int8", representative_data=None, eval_data=None, input_type=None,
-           output_type=None, relu6_fixed_range=True, samples=256, eval_samples=None):
+           output_type=None, relu6_fixed_range=True, samples=256, eval_samples=None, layer_samples=32):
     """Converts a Keras model to a TFLite file and reports what it holds.
 
     Compression wrappers are stripped first (pruned zeros and clusters kept). In `int8` mode every
     ReLU6 output is pinned to [0, 6] (scale 6/255, zero point -128) unless `relu6_fixed_range=False`.
+
+    A model wrapped by `tfc.quantize` (QAT) converts to int8 from its learned ranges (no representative
+    data needed; ReLU6 ranges are fixed by the QAT scheme); layers kept float with `skip` stay float in
+    the file. In the other modes a QAT model is exported from its float weights.
 
     Example:
 
@@ -226,6 +233,8 @@ def export(model, path, mode="int8", representative_data=None, eval_data=None, i
       relu6_fixed_range: pin ReLU6 outputs in int8 mode. Defaults to `True`.
       samples: how many representative samples to calibrate on. Defaults to `256`.
       eval_samples: cap on evaluation samples. Defaults to `None` (all).
+      layer_samples: with `eval_data`, how many samples the per-layer error report (`report.layers`)
+        compares on; 0 skips it. Defaults to `32`.
 
     Returns:
       An `ExportReport`.
@@ -241,13 +250,31 @@ def export(model, path, mode="int8", representative_data=None, eval_data=None, i
     in_t, out_t = _io_type(input_type, mode, "input"), _io_type(output_type, mode, "output")
     from tfcompress.stripping import strip
     model = strip(model)
+    from tfcompress import quantization
+    qat = quantization.is_quantized(model)
+    notes, float_layers, trained = [], [], model
+    if qat:
+        float_layers = [l.name for l in model.layers
+                        if not isinstance(l, (quantization.QuantizeWrapper, quantization.QuantizeLayer,
+                                              keras.layers.InputLayer))]
+        if mode != "int8":
+            model = quantization.float_model(model)
+            notes.append(f"QAT model: {mode} export uses its float weights (the learned int8 ranges apply to "
+                         "int8 only)")
     started = time.perf_counter()
-    converter = _converter(model, mode, representative_data, samples, in_t, out_t)
-    pin = mode == "int8" and relu6_fixed_range
+    if qat and mode == "int8":
+        converter = _qat_converter(model, in_t, out_t, allow_float=bool(float_layers))
+        pin = False
+    else:
+        converter = _converter(model, mode, representative_data, samples, in_t, out_t)
+        pin = mode == "int8" and relu6_fixed_range
     data, pinned, _ = _convert(converter, model, mode, pin, in_t, out_t)
     seconds = time.perf_counter() - started
     report = describe(path, mode, data, pinned_names=pinned if pin else None)
-    if mode == "int8" and report.float_ops:
+    report.notes.extend(notes)
+    if qat and mode == "int8" and float_layers:
+        report.notes.append(f"kept float by choice (quantize skip): {', '.join(float_layers)}")
+    elif mode == "int8" and report.float_ops:
         # the quantizer leaves ops without an int8 kernel in float between QUANTIZE/DEQUANTIZE
         from tfcompress.tflite import reader
         m = reader.read(data)
@@ -259,11 +286,29 @@ def export(model, path, mode="int8", representative_data=None, eval_data=None, i
             f"{', '.join(dict.fromkeys(o for o, _ in bad))}, which has no int8 kernel in TFLite; export with "
             "mode='int16x8', 'dynamic' or 'float16', or replace the layer")
     write_bytes(path, data)
-    report.relu6_fixed_range = bool(pin)
+    report.relu6_fixed_range = bool(pin) or (qat and mode == "int8")
     report.seconds = seconds
     if eval_data is not None:
-        evaluate(report, model, data, eval_data, eval_samples)
+        evaluate(report, trained if mode == "int8" else model, data, eval_data, eval_samples)
+        if layer_samples:
+            from tfcompress import report as layer_report
+            x = eval_data[0] if isinstance(eval_data, tuple) else eval_data
+            report.layers = layer_report.layer_errors(model, data, x, samples=layer_samples)
     return report
+
+
+def _qat_converter(model, input_type, output_type, allow_float=False):
+    """Converter for a QAT model: the fake-quant ranges it learned become the int8 parameters.
+
+    No representative data: the converter refuses `TFLITE_BUILTINS_INT8` without it even for a QAT
+    graph, so the integer-only check after conversion enforces it instead (unless layers were kept
+    float on purpose)."""
+    del allow_float  # float kernels are allowed by the default op set; the check after conversion decides
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.inference_input_type = input_type
+    conv.inference_output_type = output_type
+    return conv
 
 
 def describe(path, mode, data, pinned_names=None):

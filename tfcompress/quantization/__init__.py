@@ -1,0 +1,182 @@
+"""Quantization-aware training: `quantize(model)` wraps a model for 8-bit QAT on tfmot's default scheme.
+
+What it adds to `tfmot.quantization.keras.quantize_model`:
+
+- every ReLU6 form (`ReLU(6.0)`, `ReLU(max_value=6)`, `Activation("relu6")`, `activation="relu6"` or
+  `activation=tf.nn.relu6` on Conv2D / DepthwiseConv2D / Dense, `tf.nn.relu6(x)` on a Keras tensor) is
+  accepted, folded with Conv+BN like ReLU is, and quantized on the fixed range [0, 6], so the int8
+  file holds scale 6/255 and zero point -128 for it;
+- weights of a pruned model (stripped, or still wrapped by `tfc.prune`) keep their exact zeros through
+  QAT and into the int8 file (the counterpart of tfmot's `Default8BitPrunePreserveQuantizeScheme`);
+- `skip=[names]` keeps chosen layers float (selective quantization);
+- custom layers: `register_quantize_config(LayerClass, config)`; an unsupported layer is named in
+  the error with the way out.
+
+The wrappers are tfmot's `QuantizeWrapperV2`; `tfc.strip` leaves them in place (they are what the
+converter reads) and `tfc.export(..., mode="int8")` converts them to an integer-only file.
+"""
+import re
+
+from tfcompress._tf import check_model, keras, tfmot
+from tfcompress.errors import InputError, UnsupportedModelError
+from tfcompress.quantization.relu6_forms import canonicalize, is_relu6_layer
+from tfcompress.quantization.scheme import (CUSTOM_OBJECTS as _SCHEME_OBJECTS, ReLU6QuantizeConfig, Registry,
+                                            Scheme, register_quantize_config)
+
+from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _ql  # noqa: E402
+from tensorflow_model_optimization.python.core.quantization.keras import quantize_wrapper as _qw  # noqa: E402
+
+__all__ = ["quantize", "register_quantize_config", "is_quantized", "float_model", "quantize_scope",
+           "ReLU6QuantizeConfig", "Scheme"]
+
+QuantizeWrapper = _qw.QuantizeWrapper
+QuantizeLayer = _ql.QuantizeLayer
+_WEIGHTED = ("kernel", "depthwise_kernel", "pointwise_kernel")
+_NO_COMPUTE = (keras.layers.InputLayer,)
+
+
+def quantize_scope(*extra):
+    """tfmot's `quantize_scope` with tfcompress's configs and quantizers known (for loading models)."""
+    objects = dict(CUSTOM_OBJECTS)
+    for e in extra:
+        objects.update(e)
+    return tfmot.quantization.keras.quantize_scope(objects)
+
+
+def is_quantized(model):
+    """True when the model holds QAT wrappers."""
+    return any(isinstance(l, (QuantizeWrapper, QuantizeLayer)) for l in model.layers)
+
+
+def _names(arg, what):
+    if arg is None:
+        return None
+    if isinstance(arg, str):
+        return [arg]
+    if callable(arg):
+        return arg
+    try:
+        return list(arg)
+    except TypeError:
+        raise InputError(f"{what} must be None, a layer name, a list of names or a predicate. Got: {arg!r}") from None
+
+
+def _has_zeros(model):
+    for layer in model.layers:
+        for attr in _WEIGHTED:
+            w = getattr(layer, attr, None)
+            if w is not None and int(keras.backend.sum(keras.backend.cast(keras.backend.equal(w, 0), "int32"))):
+                return True
+    return False
+
+
+def _unsupported(pairs):
+    names = ", ".join(f"{n} ({c})" for n, c in pairs)
+    return UnsupportedModelError(
+        f"layer(s) {names} cannot be quantized: tfmot has no quantize config for "
+        f"{'this class' if len({c for _, c in pairs}) == 1 else 'these classes'} here; register one with "
+        "tfc.quantization.register_quantize_config(LayerClass, QuantizeConfig()) or keep the layer float with "
+        f"skip=[{', '.join(repr(n) for n, _ in pairs)}]")
+
+
+def _unprunable(model):
+    from tfcompress.stripping import strip
+    return strip(model)
+
+
+def quantize(model, layers=None, skip=None, preserve_sparsity=None):
+    """Wraps a model for quantization-aware training (8-bit, TFLite's integer scheme).
+
+    Train the returned model with a small learning rate for a few epochs (no callback is needed),
+    then `tfc.export(model, path, mode="int8")`; no representative data is needed for a QAT model.
+
+    Example:
+
+    ```python
+    qat = tfc.quantize(model)                         # every layer
+    qat = tfc.quantize(model, skip=["logits"])        # logits stay float
+    qat = tfc.quantize(tfc.strip(pruned))             # zeros preserved exactly
+    ```
+
+    Args:
+      model: a Sequential or functional tf_keras model, possibly pruned (stripped or still wrapped).
+      layers: names (or a predicate `layer -> bool`) of the layers to quantize. Defaults to `None`
+        (every layer).
+      skip: names (or a predicate) of layers to keep float. Defaults to `None`.
+      preserve_sparsity: keep every zero weight exactly zero. Defaults to `None`: on when the model was
+        pruned (wrapped by `tfc.prune`, or any kernel holds exact zeros).
+
+    Returns:
+      A new model of `QuantizeWrapperV2` layers; the input model is not changed.
+
+    Raises:
+      UnsupportedModelError: Keras 3, subclassed or nested models, or layers tfmot cannot quantize
+        (named, with how to register a `QuantizeConfig` or skip them).
+      InputError: unknown layer names in `layers` or `skip`.
+    """
+    check_model(model)
+    if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
+        raise UnsupportedModelError(f"{type(model).__name__} is a subclassed model; tfc.quantize supports "
+                                    "Sequential and functional models")
+    if is_quantized(model):
+        raise InputError(f"model {model.name!r} is already wrapped for quantization-aware training")
+    from tfcompress.pruning.magnitude import wrappers as prune_wrappers
+    was_pruned = bool(prune_wrappers(model))
+    if was_pruned:
+        model = _unprunable(model)
+    if preserve_sparsity is None:
+        preserve_sparsity = was_pruned or _has_zeros(model)
+    nested = [l.name for l in model.layers if isinstance(l, keras.Model)]
+    if nested:
+        raise UnsupportedModelError(f"layer(s) {', '.join(nested)} are nested models; tfmot's QAT needs a flat "
+                                    "model: rebuild it with the inner model's layers called directly")
+    chosen_arg, skip_arg = _names(layers, "layers"), _names(skip, "skip")
+    known = {l.name for l in model.layers}
+    for arg, what in ((chosen_arg, "layers"), (skip_arg, "skip")):
+        if isinstance(arg, list):
+            missing = [n for n in arg if n not in known]
+            if missing:
+                raise InputError(f"{what}: no layer named {', '.join(map(repr, missing))} in model {model.name!r}")
+
+    def picked(layer, arg, default):
+        if arg is None:
+            return default
+        return bool(arg(layer)) if callable(arg) else layer.name in arg
+
+    wanted = {l.name for l in model.layers if not isinstance(l, _NO_COMPUTE)
+              and picked(l, chosen_arg, True) and not picked(l, skip_arg, False)}
+    canonical, split = canonicalize(model, custom_objects=CUSTOM_OBJECTS)
+    for relu, source in split.items():   # a fused ReLU6 follows the decision for its layer
+        if source in wanted:
+            wanted.add(relu)
+    registry = Registry(preserve_sparsity=preserve_sparsity)
+    # BatchNormalization gets its config from the Conv/Dense+BN fold, not from the registry
+    unsupported = [(l.name, type(l).__name__) for l in canonical.layers if l.name in wanted
+                   and not registry.supports(l) and not isinstance(l, keras.layers.BatchNormalization)]
+    if unsupported:
+        raise _unsupported(unsupported)
+    if not wanted:
+        raise InputError(f"nothing to quantize in model {model.name!r}")
+    annotate = tfmot.quantization.keras.quantize_annotate_layer
+
+    def wrap(layer):
+        return annotate(layer) if layer.name in wanted else layer
+
+    try:
+        with quantize_scope():
+            annotated = keras.models.clone_model(canonical, clone_function=wrap)
+            return tfmot.quantization.keras.quantize_apply(annotated, scheme=Scheme(preserve_sparsity))
+    except (ValueError, RuntimeError, TypeError) as e:
+        found = re.findall(r"Layer ([^:\s]+):<class '(?:[\w.]+\.)?(\w+)'> is not supported", str(e))
+        if found:
+            raise _unsupported(found) from None
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise UnsupportedModelError(f"tfmot could not quantize model {model.name!r}: {first}") from None
+
+
+from tfcompress.quantization.unwrap import float_model  # noqa: E402
+
+CUSTOM_OBJECTS = dict(_SCHEME_OBJECTS)
+CUSTOM_OBJECTS.update({"QuantizeWrapperV2": _qw.QuantizeWrapperV2, "QuantizeWrapper": _qw.QuantizeWrapper,
+                       "QuantizeLayer": QuantizeLayer})
+del is_relu6_layer
