@@ -47,6 +47,9 @@ class CompressionCallback(keras.callbacks.Callback):
     def __init__(self, log_dir=None):
         super().__init__()
         self.log_dir = log_dir
+        # the batch hook reads no logs: without this Keras copies the metrics to NumPy after every step,
+        # which stalls the training loop on each batch
+        self._supports_tf_logs = True
         self._drivers = []
         self._writer = None
 
