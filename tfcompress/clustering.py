@@ -14,9 +14,11 @@ Quantization-aware training that keeps the clusters (and the zeros) needs tfmot'
 `Default8BitClusterPreserveQuantizeScheme`; `quantize_preserving_clusters` applies it to a stripped
 clustered model.
 """
+import warnings
+
 import numpy as np
 
-from tfcompress._tf import check_model, keras, tfmot
+from tfcompress._tf import check_model, keras, tf, tfmot
 from tfcompress.callbacks import iter_layers, register_driver
 from tfcompress.errors import InputError, UnsupportedModelError
 from tfcompress.stripping import register_stripper
@@ -31,6 +33,28 @@ INITS = {"kmeans++": _CI.KMEANS_PLUS_PLUS, "linear": _CI.LINEAR, "density": _CI.
          "random": _CI.RANDOM}
 ClusterWeights = _cw.ClusterWeights
 _KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
+
+
+@keras.utils.register_keras_serializable(package="tfcompress")
+class ClusterWrapper(ClusterWeights):
+    """tfmot's `ClusterWeights` whose sparsity masks and pinned-zero centroid indices are variables.
+
+    tfmot keeps both as tensors computed in `build` from the weights the layer has then. A loaded
+    model is built from freshly initialized weights before the saved ones are assigned, so its masks
+    and zero index would describe random weights (and pin the wrong centroid to zero). As variables
+    they are saved and restored with the model.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        for name in list(self.sparsity_masks):
+            mask, zero = self.sparsity_masks[name], self.zero_idx[name]
+            self.sparsity_masks[name] = self.add_weight(
+                f"sparsity_mask_{name}", shape=mask.shape, dtype=mask.dtype, trainable=False,
+                initializer=keras.initializers.Constant(keras.backend.get_value(mask)))
+            self.zero_idx[name] = self.add_weight(
+                f"zero_index_{name}", shape=zero.shape, dtype=tf.int64, trainable=False,
+                initializer=keras.initializers.Constant(keras.backend.get_value(zero)))
 
 
 def wrappers(model):
@@ -123,7 +147,7 @@ def cluster(model, clusters=16, init="kmeans++", preserve_sparsity=True, per_cha
         names, or a predicate `layer -> bool`. Defaults to `None`.
 
     Returns:
-      A new model whose chosen layers are tfmot `ClusterWeights` wrappers. A layer whose tensor has
+      A new model whose chosen layers are `ClusterWrapper`s (tfmot's `ClusterWeights`). A layer whose tensor has
       no more than `clusters` entries (per channel with `per_channel`) is left unwrapped: it already
       holds at most that many values.
 
@@ -157,9 +181,21 @@ def cluster(model, clusters=16, init="kmeans++", preserve_sparsity=True, per_cha
     def wrap(layer):
         if layer.name not in chosen:
             return layer
-        return tfmot.clustering.keras.cluster_weights(
-            layer, number_of_clusters=chosen[layer.name], cluster_centroids_init=INITS[init],
-            preserve_sparsity=bool(preserve_sparsity), cluster_per_channel=bool(per_channel))
+        if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional, keras.layers.MultiHeadAttention)):
+            return tfmot.clustering.keras.cluster_weights(
+                layer, number_of_clusters=chosen[layer.name], cluster_centroids_init=INITS[init],
+                preserve_sparsity=bool(preserve_sparsity))
+        wrapper = ClusterWrapper(layer, chosen[layer.name], INITS[init], bool(preserve_sparsity), bool(per_channel))
+        try:
+            wrapper.build(layer.input_shape)
+        except tf.errors.InvalidArgumentError:
+            # tfmot's kmeans++ needs as many distinct weights as centroids on each side of the pinned
+            # zero (in each channel); a sparse small tensor may have fewer
+            warnings.warn(f"layer {layer.name}: too few non-zero weights for kmeans++ with {chosen[layer.name]} "
+                          "clusters; its centroids start evenly spaced (init='linear') instead")
+            wrapper = ClusterWrapper(layer, chosen[layer.name], INITS["linear"], bool(preserve_sparsity),
+                                     bool(per_channel))
+        return wrapper
 
     try:
         return keras.models.clone_model(base, clone_function=wrap)
@@ -188,7 +224,7 @@ def _kernel_of(layer):
 
 
 class _ClusteringDriver:
-    """Only reports: clustering needs no schedule. Gives TensorBoard the shared values per layer."""
+    """Only reports: clustering needs no schedule. Gives TensorBoard the clusters in use per layer."""
 
     def __init__(self, layers):
         self.layers = layers
@@ -196,9 +232,9 @@ class _ClusteringDriver:
     def summaries(self):
         out = {}
         for w in self.layers:
-            kernel = _kernel_of(w.layer)
-            if kernel is not None:
-                out[f"clusters/{w.layer.name}"] = float(distinct_values(np.asarray(kernel)))
+            for name, indices in w.pulling_indices.items():
+                tag = f"clusters/{w.layer.name}" + ("" if name == "kernel" else f"/{name}")
+                out[tag] = float(np.unique(indices.numpy()).size)
         return out
 
 
@@ -247,5 +283,6 @@ def quantize_preserving_clusters(model, preserve_sparsity=True):
                                     f"{first}") from None
 
 
-CUSTOM_OBJECTS = {"ClusterWeights": ClusterWeights, "ClusterWeightsRNN": _cw.ClusterWeightsRNN,
+CUSTOM_OBJECTS = {"ClusterWrapper": ClusterWrapper, "tfcompress>ClusterWrapper": ClusterWrapper,
+                  "ClusterWeights": ClusterWeights, "ClusterWeightsRNN": _cw.ClusterWeightsRNN,
                   "ClusterWeightsMHA": _cw.ClusterWeightsMHA}
