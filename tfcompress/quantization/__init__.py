@@ -145,7 +145,8 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
 
     wanted = {l.name for l in model.layers if not isinstance(l, _NO_COMPUTE)
               and picked(l, chosen_arg, True) and not picked(l, skip_arg, False)}
-    canonical, split = canonicalize(model, custom_objects=CUSTOM_OBJECTS)
+    canonical, split = canonicalize(model, custom_objects={**CUSTOM_OBJECTS,
+                                                         **{type(l).__name__: type(l) for l in model.layers}})
     for relu, source in split.items():   # a fused ReLU6 follows the decision for its layer
         if source in wanted:
             wanted.add(relu)
@@ -163,7 +164,9 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
         return annotate(layer) if layer.name in wanted else layer
 
     try:
-        with quantize_scope():
+        # the model's own (custom) layer classes, so tfmot's clones can rebuild them from config
+        own = {type(l).__name__: type(l) for l in canonical.layers}
+        with quantize_scope(own):
             annotated = keras.models.clone_model(canonical, clone_function=wrap)
             return tfmot.quantization.keras.quantize_apply(annotated, scheme=Scheme(preserve_sparsity))
     except (ValueError, RuntimeError, TypeError) as e:
@@ -176,7 +179,22 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
 
 from tfcompress.quantization.unwrap import float_model  # noqa: E402
 
-CUSTOM_OBJECTS = dict(_SCHEME_OBJECTS)
-CUSTOM_OBJECTS.update({"QuantizeWrapperV2": _qw.QuantizeWrapperV2, "QuantizeWrapper": _qw.QuantizeWrapper,
-                       "QuantizeLayer": QuantizeLayer})
+def _scope_dict():
+    from tensorflow_model_optimization.python.core.quantization.keras import (
+        quantize_annotate, quantize_aware_activation, quantize_config, quantizers)
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry)
+    objects = {"QuantizeAnnotate": quantize_annotate.QuantizeAnnotate,
+               "QuantizeAwareActivation": quantize_aware_activation.QuantizeAwareActivation,
+               "NoOpActivation": quantize_aware_activation.NoOpActivation,
+               "QuantizeWrapper": _qw.QuantizeWrapper, "QuantizeWrapperV2": _qw.QuantizeWrapperV2,
+               "QuantizeLayer": QuantizeLayer, "OutputOnlyConfig": quantize_config.OutputOnlyConfig,
+               "FixedQuantizeConfig": quantize_config.FixedQuantizeConfig}
+    objects.update(default_8bit_quantize_registry._types_dict())
+    objects.update(quantizers._types_dict())
+    return objects
+
+
+CUSTOM_OBJECTS = _scope_dict()
+CUSTOM_OBJECTS.update(_SCHEME_OBJECTS)
 del is_relu6_layer

@@ -124,18 +124,50 @@ class SparsityPreservingConvWeightsQuantizer(_KeepZeros, _d8q.Default8BitConvWei
         return cls()
 
 
+def _swap_weight_quantizer(config):
+    q = getattr(config, "weight_quantizer", None)
+    if isinstance(q, _d8q.Default8BitConvWeightsQuantizer) and not isinstance(q, _KeepZeros):
+        config.weight_quantizer = SparsityPreservingConvWeightsQuantizer()
+    elif isinstance(q, _q.LastValueQuantizer) and not isinstance(q, _KeepZeros):
+        config.weight_quantizer = SparsityPreservingWeightsQuantizer(q.num_bits, q.per_axis, q.symmetric,
+                                                                     q.narrow_range)
+    return config
+
+
+@keras.utils.register_keras_serializable(package="tfcompress")
+class SparsityPreservingQuantizeConfig(QuantizeConfig):
+    """A tfmot weight config whose weight quantizer keeps zeros zero. A wrapper rather than an attribute
+    swap, so the choice is saved with the model (tfmot's configs re-create their quantizer on load)."""
+
+    def __init__(self, config):
+        if isinstance(config, dict):
+            config = keras.utils.deserialize_keras_object(config)
+        self.config = _swap_weight_quantizer(copy.copy(config))
+
+    def get_weights_and_quantizers(self, layer):
+        return self.config.get_weights_and_quantizers(layer)
+
+    def get_activations_and_quantizers(self, layer):
+        return self.config.get_activations_and_quantizers(layer)
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        self.config.set_quantize_weights(layer, quantize_weights)
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        self.config.set_quantize_activations(layer, quantize_activations)
+
+    def get_output_quantizers(self, layer):
+        return self.config.get_output_quantizers(layer)
+
+    def get_config(self):
+        return {"config": keras.utils.serialize_keras_object(self.config)}
+
+
 def _keep_zeros(config):
     """The same config with its weight quantizer swapped for the sparsity-preserving one."""
-    q = getattr(config, "weight_quantizer", None)
-    if q is None or isinstance(q, _KeepZeros):
+    if getattr(config, "weight_quantizer", None) is None or isinstance(config, SparsityPreservingQuantizeConfig):
         return config
-    config = copy.copy(config)
-    if isinstance(q, _d8q.Default8BitConvWeightsQuantizer):
-        config.weight_quantizer = SparsityPreservingConvWeightsQuantizer()
-    elif isinstance(q, _q.LastValueQuantizer):
-        config.weight_quantizer = SparsityPreservingWeightsQuantizer(
-            q.num_bits, q.per_axis, q.symmetric, q.narrow_range)
-    return config
+    return SparsityPreservingQuantizeConfig(config)
 
 
 def _concat_of_relu6(layer):
@@ -253,6 +285,7 @@ class Scheme(_scheme.Default8BitQuantizeScheme):
 
 CUSTOM_OBJECTS = {
     "ReLU6QuantizeConfig": ReLU6QuantizeConfig,
+    "SparsityPreservingQuantizeConfig": SparsityPreservingQuantizeConfig,
     "SparsityPreservingWeightsQuantizer": SparsityPreservingWeightsQuantizer,
     "SparsityPreservingConvWeightsQuantizer": SparsityPreservingConvWeightsQuantizer,
     "FixedQuantizer": _q.FixedQuantizer,
