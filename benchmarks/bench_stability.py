@@ -27,8 +27,8 @@ def build_model(path):
         "import sys; sys.path.insert(0, sys.argv[2])\n"
         "from tfcompress._tf import tf, keras\n"
         "L = keras.layers\n"
-        "m = keras.Sequential([L.Input((96, 96, 3)), L.Conv2D(32, 3, activation='relu'),"
-        " L.Conv2D(32, 3, activation='relu'), L.GlobalAveragePooling2D(), L.Dense(10)])\n"
+        "m = keras.Sequential([L.Input((112, 112, 3))] + [L.Conv2D(32, 3, activation='relu') for _ in range(4)]"
+        " + [L.GlobalAveragePooling2D(), L.Dense(10)])\n"
         "open(sys.argv[1], 'wb').write(tf.lite.TFLiteConverter.from_keras_model(m).convert())\n")
     subprocess.run([sys.executable, "-c", code, path, REPO], check=True, capture_output=True)
     return path
@@ -48,7 +48,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="bench-stability-")
-    model = args.model or build_model(os.path.join(work, "conv96.tflite"))
+    model = args.model or build_model(os.path.join(work, "conv112.tflite"))
     rows = []
     for i in range(args.repeats):
         out = os.path.join(work, f"run{i}.json")
