@@ -366,14 +366,15 @@ data: digits
 model: {build: lenet300, args: {input_shape: [8, 8, 1]}}
 output: OUT
 steps:
-  - train: {epochs: 3, batch_size: 64, learning_rate: 0.003}
+  - train: {epochs: 2, batch_size: 128, learning_rate: 0.005}
   - distill:
       student: {build: mobilenet_v2_small, args: {input_shape: [8, 8, 1], width: 4, head: 8, dropout: 0.0,
                                                   blocks: [[1, 4, 1]]}}
-      epochs: 3
-      batch_size: 64
-      learning_rate: 0.003
+      epochs: 2
+      batch_size: 128
+      learning_rate: 0.005
       prune: {type: PolynomialDecay, target: 0.5, end_step: auto, frequency: 2}
+      quantize: QAT
   - strip
 """
 
@@ -381,7 +382,7 @@ steps:
 def test_distill_stage_records_teacher_baseline_and_distilled_student(tmp_path):
     from tfcompress import recipes
     path = tmp_path / "r.yaml"
-    path.write_text(STAGE_RECIPE.replace("OUT", str(tmp_path / "out")))
+    path.write_text(STAGE_RECIPE.replace("OUT", str(tmp_path / "out")).replace("QAT", "true" if _has_qat() else "false"))
     lines = []
     state = recipes.run(str(path), echo=lines.append)
     row = next(r for r in state["rows"] if r["stage"] == "distill")
@@ -389,16 +390,19 @@ def test_distill_stage_records_teacher_baseline_and_distilled_student(tmp_path):
     assert row["teacher"] > 0.5 and 0.0 <= row["student_labels"] <= 1.0 and 0.0 <= row["distilled"] <= 1.0
     assert abs(row["sparsity"] - 0.5) <= 0.01
     assert state["teacher"].name == "lenet300_100" and state["model"].name == "mobilenet_v2_small"
-    assert any("student from labels" in l for l in lines) and any("student distilled + pruned" in l for l in lines)
+    assert any("student from labels" in l for l in lines)
+    assert any("student distilled + pruned" + (" + QAT" if _has_qat() else "") in l for l in lines)
 
 
 def test_distill_stage_options_are_checked():
     from tfcompress import recipes
-    bad = STAGE_RECIPE.replace("epochs: 3\n      batch_size: 64", "epochs: 3\n      alpha: 2.0\n      batch_size: 64")
+    with pytest.raises(InputError, match="qat_epochs"):
+        recipes.parse(STAGE_RECIPE.replace("quantize: QAT", "quantize: false\n      qat_epochs: 2"))
+    bad = STAGE_RECIPE.replace("QAT", "true").replace("epochs: 2\n      batch_size: 128", "epochs: 2\n      alpha: 2.0\n      batch_size: 128")
     with pytest.raises(InputError, match=r"steps\[1\]\.distill: alpha must be in \[0, 1\]"):
         recipes.parse(bad)
     with pytest.raises(InputError, match=r"steps\[1\]\.distill: student\.nope: unknown key"):
-        recipes.parse(STAGE_RECIPE.replace("args: {input_shape: [8, 8, 1], width: 4",
+        recipes.parse(STAGE_RECIPE.replace("QAT", "true").replace("args: {input_shape: [8, 8, 1], width: 4",
                                            "nope: 1, args: {input_shape: [8, 8, 1], width: 4"))
 
 

@@ -1,7 +1,14 @@
 """The `distill` recipe stage: the recipe's current model is the teacher; a student is built, optionally
 wrapped for pruning and QAT, and trained by a `Distiller` in one `fit` driven by `CompressionCallback`.
 The stage can also train the same student from labels alone, so the recipe prints teacher,
-student-from-labels and distilled-student accuracy side by side."""
+student-from-labels and distilled-student accuracy side by side.
+
+`prune` with `quantize: true`: `tfc.quantize` strips pruning wrappers (keeping their zeros, which QAT
+then preserves), so a pruning schedule cannot run under QAT. Without `qat_epochs` the student is pruned
+to the schedule's final sparsity by weight magnitude at the start and distilled with QAT in one fit of
+`epochs`; with `qat_epochs: N` it is distilled with the gradual schedule for `epochs`, then wrapped for
+QAT and distilled for N more epochs (better accuracy, two fits).
+"""
 import dataclasses
 import math
 import typing
@@ -23,6 +30,7 @@ class DistillConfig(TrainConfig):
     prune: typing.Optional[dict] = None         # a schedule, e.g. {type: PolynomialDecay, target: 0.5, end_step: auto}
     prune_layers: typing.Optional[list] = None
     quantize: bool = False                      # QAT wrappers from tfcompress.quantization
+    qat_epochs: typing.Optional[int] = None     # with prune and quantize: see the module docstring
     baseline: bool = True                       # also train the student from labels alone, for comparison
 
     def __post_init__(self):
@@ -34,6 +42,8 @@ class DistillConfig(TrainConfig):
             raise InputError(f"temperature must be > 0. Got: {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
             raise InputError(f"alpha must be in [0, 1]. Got: {self.alpha}")
+        if self.qat_epochs is not None and (self.qat_epochs < 1 or not (self.quantize and self.prune)):
+            raise InputError("qat_epochs (>= 1) applies only with both prune and quantize: true")
         for j, pair in enumerate(self.features or []):
             if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(p, str) for p in pair):
                 raise InputError(f"features[{j}] must be [teacher_layer_name, student_layer_name]. Got: {pair!r}")
@@ -72,11 +82,30 @@ def _quantize(model):
     return quantize(model)
 
 
-@register_stage("distill", DistillConfig)
-def distill(state, config):
+def _distil(student, teacher, config, x, y, epochs):
     from tfcompress._tf import keras
     from tfcompress.callbacks import CompressionCallback
     from tfcompress.distillation import Distiller
+    distiller = Distiller(student, teacher, temperature=config.temperature, alpha=config.alpha,
+                          features=[tuple(p) for p in config.features or []], feature_weight=config.feature_weight)
+    opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[config.optimizer](config.learning_rate)
+    distiller.compile(opt, metrics=["accuracy"])
+    distiller.fit(x, y, epochs=epochs, batch_size=config.batch_size, verbose=0, callbacks=[CompressionCallback()])
+    return distiller.student
+
+
+def _zeros(model, wrapper):
+    """Zero fraction of a pruned layer's kernel in `model`, whether still pruning-wrapped or not."""
+    from tfcompress.pruning.magnitude import PruneWrapper, sparsity
+    if isinstance(wrapper, PruneWrapper) and any(l is wrapper for l in model.layers):
+        return sparsity(wrapper)
+    name = wrapper.layer.name
+    kernels = [v.numpy() for v in model.weights if v.name.startswith(f"{name}/") and v.name.endswith("kernel:0")]
+    return float(np.mean([(k == 0).mean() for k in kernels])) if kernels else 0.0
+
+
+@register_stage("distill", DistillConfig)
+def distill(state, config):
     from tfcompress.pruning.magnitude import prune, sparsity, wrappers
     from tfcompress.schedules import Schedule
     teacher = state["model"]
@@ -89,30 +118,34 @@ def distill(state, config):
         _compile(plain, config.learning_rate, config.optimizer)
         plain.fit(x, y, epochs=config.epochs, batch_size=config.batch_size, verbose=0)
         rows.append(("student from labels", n_params, _accuracy(state, plain), None))
-    callbacks = []
     if config.prune is not None:
         schedule = dict(config.prune)
         if schedule.get("end_step", "auto") == "auto" and schedule.get("type", schedule.get("class_name")) \
                 == "PolynomialDecay":
             steps = math.ceil(len(x) / config.batch_size) * config.epochs
             schedule["end_step"] = max(1, int(steps * 2 / 3))  # the last third trains at the target
-        student = prune(student, Schedule.from_dict(schedule), layers=config.prune_layers)
-    if config.quantize:
+        schedule = Schedule.from_dict(schedule)
+        student = prune(student, schedule, layers=config.prune_layers)
+        per_layer = {w.layer.name: w for w in wrappers(student)}
+        if config.quantize and config.qat_epochs is None:
+            for w in per_layer.values():  # one-shot: no schedule can run under QAT
+                w.update_masks(schedule.final_sparsity())
+    else:
+        per_layer = {}
+    if config.quantize and config.qat_epochs is None:
         student = _quantize(student)
-    if config.prune is not None or config.quantize:
-        callbacks.append(CompressionCallback())
-    distiller = Distiller(student, teacher, temperature=config.temperature, alpha=config.alpha,
-                          features=[tuple(p) for p in config.features or []], feature_weight=config.feature_weight)
-    opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[config.optimizer](config.learning_rate)
-    distiller.compile(opt, metrics=["accuracy"])
-    distiller.fit(x, y, epochs=config.epochs, batch_size=config.batch_size, verbose=0, callbacks=callbacks)
+    student = _distil(student, teacher, config, x, y, config.epochs)
+    if config.quantize and config.qat_epochs is not None:
+        state["echo"](f"  distilled and pruned to {np.mean([sparsity(w) for w in per_layer.values()]):.4f}: "
+                      f"accuracy {_accuracy(state, student):.4f}; QAT for {config.qat_epochs} more epochs")
+        student = _distil(_quantize(student), teacher, config, x, y, config.qat_epochs)
     state["teacher"] = teacher
-    state["model"] = distiller.student
-    per_layer = {w.layer.name: sparsity(w) for w in wrappers(distiller.student)}
+    state["model"] = student
+    per_layer = {name: _zeros(student, w) for name, w in per_layer.items()}
     if per_layer:
         state["sparsity"] = per_layer
     what = " + ".join(["distilled"] + (["pruned"] if per_layer else []) + (["QAT"] if config.quantize else []))
-    rows.append((f"student {what}", n_params, _accuracy(state, distiller.student),
+    rows.append((f"student {what}", n_params, _accuracy(state, student),
                  float(np.mean(list(per_layer.values()))) if per_layer else None))
     echo = state["echo"]
     echo(f"  {'model':<36} {'params':>9} {'accuracy':>9} {'sparsity':>9}")
