@@ -39,6 +39,12 @@ def test_adb_basics_exit_codes_and_quoting(device, adb_server):
     r = adb.shell(["echo", nasty])
     assert (r.returncode, r.stdout) == (0, nasty + "\n")
     assert not any(n.startswith("pwned") for n in os.listdir(device.root))
+    # sync RECV: pull a device file back
+    with open(os.path.join(device.tmp, "blob.bin"), "wb") as f:
+        f.write(bytes(range(256)) * 700)
+    pulled = os.path.join(device.root, "pulled.bin")
+    assert adb.run(["pull", "/data/local/tmp/blob.bin", pulled]).returncode == 0
+    assert open(pulled, "rb").read() == bytes(range(256)) * 700
     runner = AdbRunner(adb, __file__)  # not an ELF file
     with pytest.raises(BinaryError, match="not an ELF"):
         runner.prepare([])
