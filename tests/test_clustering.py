@@ -65,6 +65,7 @@ def test_at_most_k_values_after_strip_and_zeros_kept():
             assert distinct_values(k) <= 6, layer.name
             assert np.all(k[zeros[layer.name]] == 0), layer.name      # every zero stays a zero
             assert 0.0 in np.unique(k)                                 # the pinned zero is one of the 6
+            assert not np.any(np.signbit(k[k == 0]))                   # +0.0: the file's bits say zero
     for a, b in zip(before, model.get_weights()):                      # the input model is untouched
         np.testing.assert_array_equal(a, b)
 

@@ -246,9 +246,18 @@ def _driver(model):
 
 @register_stripper
 def _strip(model):
-    if not wrappers(model):
+    found = wrappers(model)
+    if not found:
         return None
-    return _copy(tfmot.clustering.keras.strip_clustering(model))
+    names = {w.name for w in found}
+    plain = _copy(tfmot.clustering.keras.strip_clustering(model))
+    for layer in iter_layers(plain):
+        kernel = _kernel_of(layer) if layer.name in names or f"cluster_{layer.name}" in names else None
+        if kernel is not None:
+            # a zero centroid pinned by multiplying a negative one by 0 is -0.0; the file would store the
+            # sign bit, and a coder that reads bits (Deep Compression's) would not see those zeros
+            kernel.assign(kernel + 0.0)
+    return plain
 
 
 def quantize_preserving_clusters(model, preserve_sparsity=True):

@@ -184,14 +184,22 @@ def format_table(report):
               f"{_kb(r.float32_bytes)} bytes, coded {_kb(r.coded_bytes)} bytes "
               f"(index {_kb(r.index_bytes)}, values {_kb(r.value_bytes)}, codebooks+tables {_kb(r.codebook_bytes)})"
               f" -> {r.ratio:.1f}x smaller than float32"]
-    width = min(40, max(len(t.name) for t in r.tensors))
+    names = [_short(t.name) for t in r.tensors]
+    width = min(40, max(len(n) for n in names))
     lines.append(f"  {'tensor':{width}} {'dtype':7} {'elements':>9} {'zeros':>6} {'idx':>4} {'values':>10} "
-                 f"{'stored':>9} {'coded':>9} {'vs f32':>7}")
-    for t in r.tensors:
-        name = t.name if len(t.name) <= width else "…" + t.name[-(width - 1):]
+                 f"{'stored':>9} {'index':>8} {'vals':>8} {'books':>6} {'coded':>9} {'vs f32':>7}")
+    for t, name in zip(r.tensors, names):
+        name = name if len(name) <= width else "…" + name[-(width - 1):]
         values = "raw" if t.stored_raw else (f"cb{t.codebook_size}" if t.values == "codebook" else "raw vals")
         idx = "-" if t.stored_raw or not t.index_bits else f"{t.index_bits}b"
         zeros = 100 * (1 - t.nonzero / t.elements) if t.elements else 0.0
         lines.append(f"  {name:{width}} {t.dtype:7} {t.elements:>9,} {zeros:5.1f}% {idx:>4} {values:>10} "
-                     f"{t.stored_bytes:>9,} {t.coded_bytes:>9,} {t.float32_bytes / t.coded_bytes:6.1f}x")
+                     f"{t.stored_bytes:>9,} {t.index_bytes:>8,} {t.value_bytes:>8,} {t.codebook_bytes:>6,} "
+                     f"{t.coded_bytes:>9,} {t.float32_bytes / t.coded_bytes:6.1f}x")
     return "\n".join(lines)
+
+
+def _short(name):
+    """The converter names a fused weight 'model/layer/MatMul;model/layer/.../FakeQuant...': keep the first
+    part, the one that names the layer."""
+    return name.split(";")[0] or name
