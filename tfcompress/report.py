@@ -6,9 +6,10 @@ layer names ('model/block0_dw_relu6/Relu6;model/block0_dw_bn/FusedBatchNormV3;mo
 shape matches is the one the tensor holds. Keras outputs come from one sub-model over those layers;
 the TFLite values from an interpreter that keeps every intermediate tensor (dequantized).
 
-Per layer: RMSE, SQNR = 10 log10(sum(float^2) / sum((float - tflite)^2)) in dB, and the SQNR the layer
-*loses* relative to its inputs (`added_db`: the nearest mapped upstream layers' SQNR minus its own).
-Error flows downstream, so the layers that add the most are flagged as the worst, not the last ones.
+Per layer: RMSE, SQNR = 10 log10(sum(float^2) / sum((float - tflite)^2)) in dB, and the SQNR of the
+noise the layer itself *adds* (`added_db`: its noise-to-signal ratio minus the worst of its nearest
+mapped upstream layers', in dB; lower is worse). Error flows downstream, so the layers adding the most
+noise are flagged as the worst, not the last ones.
 """
 import math
 
@@ -37,8 +38,10 @@ def _shape(shape):
     return tuple(int(d) for d in shape[1:])
 
 
-def map_tensors(model, tflite_model):
-    """{Keras layer name: TFLite tensor index} for the layers whose output the file materializes."""
+def map_tensors(model, tflite_model, fused=None):
+    """{Keras layer name: TFLite tensor index} for the layers whose output the file materializes.
+
+    When `fused` is a dict it receives {layer name: [every layer the tensor's op computes]}."""
     from tfcompress.tflite import reader
     order = _known_names(model)
     shapes = {}
@@ -61,7 +64,23 @@ def map_tensors(model, tflite_model):
             if not names:
                 continue
             layer = max(names, key=order.get)
-            out.setdefault(layer, ti)
+            if layer not in out:
+                out[layer] = ti
+                if fused is not None:
+                    fused[layer] = sorted(_candidates(t.name, order), key=order.get)
+    # the file's outputs are often named after the signature ('StatefulPartitionedCall:0'), not the layer
+    producer = {o: op for op in g.operators for o in op.outputs}
+    outputs = [getattr(t, "_keras_history", None) for t in model.outputs]
+    for ti, history in zip(g.outputs, outputs):
+        if history is None or history.layer.name in out:
+            continue
+        op = producer.get(ti)
+        if op is not None and op.op == "DEQUANTIZE":
+            ti = op.inputs[0]
+        if tuple(int(d) for d in g.tensors[ti].shape[1:]) == shapes.get(history.layer.name):
+            out[history.layer.name] = ti
+            if fused is not None:
+                fused[history.layer.name] = [history.layer.name]
     return out
 
 
@@ -72,6 +91,11 @@ def _sqnr(ref, err):
     if signal == 0.0:
         return -math.inf
     return 10.0 * math.log10(signal / noise)
+
+
+def _nsr(sqnr_db):
+    """Noise-to-signal power ratio of an SQNR in dB (0 for an exact tensor)."""
+    return 0.0 if sqnr_db == math.inf else math.inf if sqnr_db == -math.inf else 10.0 ** (-sqnr_db / 10.0)
 
 
 def _upstream(model, mapped):
@@ -110,15 +134,17 @@ def layer_errors(model, tflite, x, samples=32, worst=WORST):
       worst: how many layers to flag (those losing the most SQNR). Defaults to `3`.
 
     Returns:
-      A list of dicts in model order: layer, class, tensor, dtype, scale, zero_point, rmse, max_abs,
-      sqnr_db, added_db, worst.
+      A list of dicts in model order: layer, class, fused (the Keras layers the tensor's op computes,
+      e.g. conv, its BN and its ReLU6), tensor, dtype, scale, zero_point, rmse, max_abs, sqnr_db,
+      added_db (SQNR of the noise this layer adds; None: adds none), worst.
     """
     from tfcompress._tf import keras
     from tfcompress.quantization import float_model
     from tfcompress.tflite import reader, runtime
     model = float_model(model)
     m = reader.read(tflite)
-    mapped = map_tensors(model, m)
+    fused = {}
+    mapped = map_tensors(model, m, fused)
     x = np.asarray(x, np.float32)[:samples]
     if not mapped or not len(x):
         return []
@@ -148,7 +174,8 @@ def layer_errors(model, tflite, x, samples=32, worst=WORST):
         err = g.reshape(r.shape) - r
         t = tensors[mapped[n]]
         sqnr[n] = _sqnr(r, err)
-        rows.append({"layer": n, "class": type(model.get_layer(n)).__name__, "tensor": t.name, "dtype": t.dtype,
+        rows.append({"layer": n, "class": type(model.get_layer(n)).__name__, "fused": fused.get(n, [n]),
+                     "tensor": t.name, "dtype": t.dtype,
                      "scale": float(t.scale[0]) if t.is_quantized else None,
                      "zero_point": int(t.zero_point[0]) if t.is_quantized else None,
                      "rmse": float(np.sqrt(np.mean(err.astype(np.float64) ** 2))),
@@ -156,12 +183,11 @@ def layer_errors(model, tflite, x, samples=32, worst=WORST):
     ups = _upstream(model, sqnr)
     for row in rows:
         before = [in_sqnr if u is None else sqnr[u] for u in ups.get(row["layer"], [None])] or [in_sqnr]
-        base = min(before)
-        row["added_db"] = (base - row["sqnr_db"]) if math.isfinite(base) and math.isfinite(row["sqnr_db"]) \
-            else (math.inf if math.isfinite(base) else 0.0)
+        added = _nsr(row["sqnr_db"]) - max(_nsr(b) for b in before)
+        row["added_db"] = -10.0 * math.log10(added) if added > 0 else math.inf
         row["worst"] = False
-    for row in sorted(rows, key=lambda r: -r["added_db"])[:worst]:
-        if row["added_db"] > 0:
+    for row in sorted(rows, key=lambda r: r["added_db"])[:worst]:
+        if math.isfinite(row["added_db"]):
             row["worst"] = True
     for row in rows:  # JSON has no infinity: None means no error at all (SQNR) or nothing lost
         for key in ("sqnr_db", "added_db"):
@@ -171,8 +197,9 @@ def layer_errors(model, tflite, x, samples=32, worst=WORST):
 
 
 def worst_layers(rows):
-    """Names of the flagged layers, the one losing the most SQNR first."""
-    return [r["layer"] for r in sorted(rows, key=lambda r: -(r["added_db"] or 0.0)) if r["worst"]]
+    """Names of the flagged layers, the one adding the most noise first."""
+    return [r["layer"] for r in sorted(rows, key=lambda r: math.inf if r["added_db"] is None else r["added_db"])
+            if r["worst"]]
 
 
 def _num(v, fmt):
@@ -213,11 +240,14 @@ def to_markdown(report):
         flagged = worst_layers(r.layers)
         lines += ["## Per-layer error (float Keras layer output vs the TFLite tensor)", ""]
         if flagged:
-            lines += [f"Worst layers (largest SQNR loss): {', '.join(f'**{n}**' for n in flagged)}", ""]
-        lines += ["| layer | class | dtype | scale | zero point | RMSE | max abs | SQNR dB | SQNR lost dB | |",
+            lines += [f"Worst layers (most noise added): {', '.join(f'**{n}**' for n in flagged)}", ""]
+        lines += ["SQNR: float output vs the file's tensor. Added: SQNR of the noise this layer adds on top of "
+                  "its inputs' (lower is worse).", "",
+                  "| layer | class | dtype | scale | zero point | RMSE | max abs | SQNR dB | added dB | |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for x in r.layers:
-            lines.append(f"| {x['layer']} | {x['class']} | {x['dtype']} | {_num(x['scale'], '.6g')} | "
+            name = x["layer"] if len(x.get("fused", [])) < 2 else f"{x['layer']} ({' + '.join(x['fused'])})"
+            lines.append(f"| {name} | {x['class']} | {x['dtype']} | {_num(x['scale'], '.6g')} | "
                          f"{_num(x['zero_point'], 'd')} | {_num(x['rmse'], '.4g')} | {_num(x['max_abs'], '.4g')} | "
                          f"{_num(x['sqnr_db'], '.1f')} | {_num(x['added_db'], '.1f')} | "
                          f"{'⚠ worst' if x['worst'] else ''} |")

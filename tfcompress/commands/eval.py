@@ -1,0 +1,102 @@
+"""`tfcompress eval FILE.tflite --data SPEC [--float MODEL]`: accuracy of a .tflite file on labelled data,
+and its top-1 agreement with the float Keras model it came from."""
+import json
+import os
+
+
+def add_parser(p):
+    p.add_argument("file", metavar="FILE.tflite", help="the .tflite file to evaluate")
+    p.add_argument("--data", default="digits",
+                   help="data spec: digits, npz:PATH, dir:PATH, keras:NAME, tfds:NAME (default: digits)")
+    p.add_argument("--split", default="test", help="train, test or all (default: test)")
+    p.add_argument("--float", dest="float_model", default=None, metavar="MODEL",
+                   help="a .keras / .h5 / SavedModel to compare with (agreement, max output difference)")
+    p.add_argument("--samples", type=int, default=None, help="evaluate on the first N samples (default: all)")
+    p.add_argument("--num_threads", type=int, default=1, help="interpreter threads (default: 1)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON to PATH")
+
+
+def evaluate_file(path, x, y=None, float_model=None, num_threads=1):
+    """{samples, accuracy, float_accuracy, agreement, max_abs_diff} of a .tflite file on (x, y)."""
+    import numpy as np
+    from tfcompress.errors import InputError
+    from tfcompress.tflite import runtime
+    it = runtime.Interpreter(path, num_threads=num_threads)
+    try:
+        got = runtime.run(it, x)
+    except (ValueError, RuntimeError) as e:
+        raise InputError(f"cannot run {path} on the data: {str(e).splitlines()[0]}") from None
+    if isinstance(got, list):
+        raise InputError(f"{path} has {len(got)} outputs; eval scores a single classifier output")
+    out = {"file": os.fspath(path), "samples": int(len(x)), "runtime": it.runtime}
+    labels = None if y is None else np.asarray(y).reshape(len(x), -1)
+    if labels is not None:
+        labels = labels.argmax(1) if labels.shape[1] > 1 else labels[:, 0]
+    classifier = got.ndim == 2 and got.shape[1] > 1
+    if labels is not None and classifier:
+        out["accuracy"] = float(np.mean(got.argmax(1) == labels))
+    if float_model is not None:
+        ref = float_model.predict(x, batch_size=256, verbose=0)
+        if ref.shape != got.shape:
+            raise InputError(f"the float model's output shape {ref.shape[1:]} differs from the file's "
+                             f"{got.shape[1:]}: is --float the model this file was exported from?")
+        out["max_abs_diff"] = float(np.max(np.abs(ref - got))) if len(x) else 0.0
+        if classifier:
+            out["agreement"] = float(np.mean(ref.argmax(1) == got.argmax(1)))
+            if labels is not None:
+                out["float_accuracy"] = float(np.mean(ref.argmax(1) == labels))
+    return out
+
+
+def format_result(r):
+    lines = [f"{r['file']}: {r['samples']} samples ({r['runtime']})"]
+    if "accuracy" in r:
+        lines.append(f"  accuracy: {r['accuracy']:.4f}")
+    if "float_accuracy" in r:
+        lines.append(f"  float model accuracy: {r['float_accuracy']:.4f} "
+                     f"({100 * (r['accuracy'] - r['float_accuracy']):+.2f} points for the file)")
+    if "agreement" in r:
+        lines.append(f"  top-1 agreement with the float model: {r['agreement']:.4f}")
+    if "max_abs_diff" in r:
+        lines.append(f"  max |float - tflite| output: {r['max_abs_diff']:.6g}")
+    return "\n".join(lines)
+
+
+def main(args):
+    from tfcompress.errors import InputError
+    from tfcompress.fileio import check_output, write_text
+    from tfcompress.tflite import reader
+    if args.samples is not None and args.samples < 1:
+        raise InputError(f"--samples must be >= 1. Got: {args.samples}")
+    if args.num_threads < 1:
+        raise InputError(f"--num_threads must be >= 1. Got: {args.num_threads}")
+    inputs = [args.file] + ([args.float_model] if args.float_model else [])
+    if args.json:
+        check_output(args.json, inputs)
+    m = reader.read(args.file)             # a missing or non-.tflite file fails here, in one line
+    if len(m.inputs) != 1:
+        raise InputError(f"{args.file} has {len(m.inputs)} inputs; eval feeds one array")
+    from tfcompress import data as data_mod
+    x, y = data_mod.load(args.data, args.split)
+    if y is None:
+        raise InputError(f"data {args.data!r} has no labels; eval needs (x, y) (npz arrays 'x' and 'y')")
+    shape = (None, *m.inputs[0].shape[1:])
+    x, note = data_mod.fit_to_input(x, shape)
+    if note:
+        print(f"note: {note}")
+    if args.samples:
+        x, y = x[:args.samples], y[:args.samples]
+    if not len(x):
+        raise InputError(f"data {args.data!r} split {args.split!r} is empty")
+    model = None
+    if args.float_model:
+        from tfcompress.saving import load_model
+        model = load_model(args.float_model)
+        if tuple(model.input_shape[1:]) != tuple(shape[1:]):
+            raise InputError(f"the float model takes input {tuple(model.input_shape[1:])}, the file "
+                             f"{tuple(shape[1:])}: is --float the model this file was exported from?")
+    result = evaluate_file(args.file, x, y, model, num_threads=args.num_threads)
+    print(format_result(result))
+    if args.json:
+        write_text(args.json, json.dumps(result, indent=2))
+    return 0
