@@ -123,7 +123,8 @@ def test_bad_arguments(tmp_path):
 
 
 def test_broken_converter_internals_give_a_clear_error(monkeypatch, tmp_path):
-    import tensorflow.lite.python.convert as convert
+    import importlib
+    convert = importlib.import_module("tensorflow.lite.python.convert")
     monkeypatch.delattr(convert, "mlir_quantize")
     with pytest.raises(ConversionError, match="relu6_fixed_range=False"):
         tfc.export(residual_forms(), tmp_path / "m.tflite", representative_data=rep())
