@@ -299,6 +299,14 @@ def _distil_compressed(student, teacher, x, y, epochs):
     return d
 
 
+def test_pruned_student_without_the_callback_is_refused():
+    x, y = batch()
+    d = Distiller(tfc.prune(mlp("student", 4), tfc.ConstantSparsity(0.5)), mlp("teacher", 8))
+    d.compile("adam")
+    with pytest.raises(tfc.Error, match="CompressionCallback"):
+        d.fit(x, y, epochs=1, verbose=0)
+
+
 def test_distil_and_prune_in_one_fit_then_export_int8(digits, digits_teacher, tmp_path):
     from tfcompress.pruning.magnitude import sparsity, wrappers
     x, y, xt, yt = digits
