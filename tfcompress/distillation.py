@@ -330,7 +330,12 @@ class Distiller(keras.Model):
 
     @property
     def output_kinds(self):
-        """What each output was taken to be, and why: `{"student": (kind, why), "teachers": [...]}`."""
+        """What each output was taken to be, and why: `{"student": (kind, why), "teachers": [(kind, why), ...]}`.
+
+        A kind is `"logits"` or `"probabilities"`; it is None while undecided (no softmax at the output
+        and no batch seen yet by `fit`, `evaluate`, `train_on_batch` or `test_on_batch`). An output
+        never probed is treated as logits.
+        """
         return {"student": (self._kinds["student"], self._why["student"]),
                 "teachers": list(zip(self._kinds["teachers"], self._why["teachers"]))}
 
