@@ -331,6 +331,20 @@ def test_distil_and_prune_in_one_fit_then_export_int8(digits, digits_teacher, tm
     assert report.agreement >= 0.9
 
 
+def test_distil_a_clustered_student(digits, digits_teacher):
+    from tfcompress.clustering import distinct_values, wrappers
+    x, y, xt, yt = digits
+    base = relu6_net("student", 8, seed=1)
+    base.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    base.fit(x, y, epochs=2, batch_size=32, verbose=0)  # clusters of a random init would be meaningless
+    d = _distil_compressed(tfc.cluster(base, clusters=8), digits_teacher, x, y, epochs=3)
+    assert len(wrappers(d)) == 3
+    plain = tfc.strip(d.student)
+    kernels = [l.kernel.numpy() for l in plain.layers if hasattr(l, "kernel")]
+    assert len(kernels) == 3 and all(distinct_values(k) <= 8 for k in kernels)
+    assert float(np.mean(plain.predict(xt, verbose=0).argmax(1) == yt)) >= 0.6
+
+
 def _has_qat():
     try:
         return hasattr(importlib.import_module("tfcompress.quantization"), "quantize")
