@@ -1,0 +1,43 @@
+"""The `quantize` recipe stage: quantization-aware training (after pruning, zeros are kept)."""
+import dataclasses
+import typing
+
+from tfcompress.errors import InputError
+from tfcompress.recipes import register_stage
+from tfcompress.stages.core import TrainConfig, _accuracy, _fit, _record
+
+
+@dataclasses.dataclass
+class QuantizeConfig(TrainConfig):
+    """QAT fine-tuning: a few epochs at a small learning rate.
+
+    `skip` names layers kept float; `preserve_sparsity` None means on when the model was pruned.
+    """
+    epochs: int = 3
+    learning_rate: float = 1e-4
+    skip: typing.Optional[list] = None
+    layers: typing.Optional[list] = None
+    preserve_sparsity: typing.Optional[bool] = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("skip", "layers"):
+            value = getattr(self, name)
+            if value is not None and not all(isinstance(v, str) for v in value):
+                raise InputError(f"{name} must be a list of layer names. Got: {value!r}")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**d)
+
+
+@register_stage("quantize", QuantizeConfig)
+def quantize(state, config):
+    from tfcompress.quantization import quantize as quantize_model
+    state["model"] = quantize_model(state["model"], layers=config.layers, skip=config.skip,
+                                    preserve_sparsity=config.preserve_sparsity)
+    _fit(state, config)
+    _record(state, "quantize", accuracy=_accuracy(state))
