@@ -73,6 +73,12 @@ class ExportReport:
                          f"{self.agreement:.4f}; max |float - tflite| {self.max_abs_diff:.6g}")
         elif self.max_abs_diff is not None:
             lines.append(f"  max |float - tflite| on {self.eval_samples} samples: {self.max_abs_diff:.6g}")
+        if self.layers:
+            worst = sorted((r for r in self.layers if r.get("worst")), key=lambda r: r["added_db"])
+            if worst:
+                lines.append("  layers adding the most quantization noise: " + ", ".join(
+                    f"{r['layer']} (SQNR {r['sqnr_db']:.1f} dB)" if r.get("sqnr_db") is not None else r["layer"]
+                    for r in worst))
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -293,7 +299,11 @@ def export(model, path, mode="int8", representative_data=None, eval_data=None, i
         if layer_samples:
             from tfcompress import report as layer_report
             x = eval_data[0] if isinstance(eval_data, tuple) else eval_data
-            report.layers = layer_report.layer_errors(model, data, x, samples=layer_samples)
+            try:
+                report.layers = layer_report.layer_errors(model, data, x, samples=layer_samples)
+            except Exception as e:  # the file is written and evaluated; the per-layer view is extra
+                report.notes.append(f"per-layer error report unavailable: {type(e).__name__}: "
+                                    f"{str(e).splitlines()[0][:160] if str(e) else ''}")
     return report
 
 

@@ -19,7 +19,7 @@ import re
 
 from tfcompress._tf import check_model, keras, tfmot
 from tfcompress.errors import InputError, UnsupportedModelError
-from tfcompress.quantization.relu6_forms import canonicalize, is_relu6_layer
+from tfcompress.quantization.relu6_forms import canonicalize
 from tfcompress.quantization.scheme import (CUSTOM_OBJECTS as _SCHEME_OBJECTS, ReLU6QuantizeConfig, Registry,
                                             Scheme, register_quantize_config)
 
@@ -96,7 +96,13 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
     qat = tfc.quantize(model)                         # every layer
     qat = tfc.quantize(model, skip=["logits"])        # logits stay float
     qat = tfc.quantize(tfc.strip(pruned))             # zeros preserved exactly
+    qat.compile(...); qat.fit(x, y, epochs=3)         # small learning rate, e.g. 1e-4
+    report = tfc.export(qat, "model.tflite", mode="int8", eval_data=(x_test, y_test))
+    qat.save("qat.h5")                                # tfmot's QAT wrappers do not round-trip in .keras
     ```
+
+    Custom layers: `tfc.quantization.register_quantize_config(MyLayer, MyQuantizeConfig())` (a
+    `tfmot.quantization.keras.QuantizeConfig`), before calling `quantize`.
 
     Args:
       model: a Sequential or functional tf_keras model, possibly pruned (stripped or still wrapped).
@@ -197,4 +203,3 @@ def _scope_dict():
 
 CUSTOM_OBJECTS = _scope_dict()
 CUSTOM_OBJECTS.update(_SCHEME_OBJECTS)
-del is_relu6_layer

@@ -35,8 +35,27 @@ def register_quantize_config(layer_class, config):
       config: a `tfmot.quantization.keras.QuantizeConfig` instance (copied per layer) or a callable
         `layer -> QuantizeConfig`.
 
+    Example:
+
+    ```python
+    class OutputOnly(tfmot.quantization.keras.QuantizeConfig):   # no weights; quantize the output
+        def get_weights_and_quantizers(self, layer): return []
+        def get_activations_and_quantizers(self, layer): return []
+        def set_quantize_weights(self, layer, quantize_weights): pass
+        def set_quantize_activations(self, layer, quantize_activations): pass
+        def get_output_quantizers(self, layer):
+            return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(8, False, False, False)]
+        def get_config(self): return {}
+
+    tfc.quantization.register_quantize_config(MyScale, OutputOnly())
+    qat = tfc.quantize(model)
+    ```
+
     Returns:
-      `layer_class`, so the function can decorate the class when `config` is a callable.
+      `layer_class`.
+
+    Raises:
+      TypeError: `config` is neither a QuantizeConfig nor a callable.
     """
     if not (isinstance(config, QuantizeConfig) or callable(config)):
         raise TypeError(f"config must be a tfmot QuantizeConfig or a callable layer -> QuantizeConfig. "
