@@ -25,9 +25,10 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import tfcompress as tfc  # noqa: E402
-from tfcompress._tf import keras, tf  # noqa: E402
+from tfcompress._tf import keras  # noqa: E402
 from tfcompress.analysis import flops, params  # noqa: E402
-from tfcompress.pruning.channels import plan_and_prune, ratio_for_flops, zeroed_reference  # noqa: E402
+from tfcompress.pruning.channels import (CUSTOM_OBJECTS, plan_and_prune, ratio_for_flops,  # noqa: E402
+                                          zeroed_reference)
 
 L = keras.layers
 
@@ -162,30 +163,49 @@ def _digits_model(seed):
 
 def _train(model, x, y, epochs, lr, seed):
     keras.utils.set_random_seed(seed)
+    steps = epochs * int(np.ceil(len(x) / 64))
+    lr = keras.optimizers.schedules.CosineDecay(lr, steps)  # ends at 0: BN statistics settle on final weights
     model.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, shuffle=True)
     return model
 
 
+def _without_regularizers(model):
+    config = model.get_config()
+    for lc in config["layers"]:
+        lc["config"].pop("gamma_regularizer", None)
+    new = keras.Model.from_config(config, custom_objects=CUSTOM_OBJECTS)
+    new.set_weights(model.get_weights())
+    return new
+
+
 def _acc(model, x, y):
     return float((np.argmax(model.predict(x, batch_size=256, verbose=0), -1) == y).mean())
 
 
-def accuracy(seeds=(0, 1, 2), epochs=30, finetune=8, criteria=("l1", "bn_gamma", "random"), fraction=0.5):
+def accuracy(seeds=(0, 1, 2), epochs=30, finetune=15, criteria=("l1", "bn_gamma", "random"), fraction=0.5,
+             slimming=0.0, global_ranking=False):
+    """Per seed: train (with `tfc.regularizers.bn_l1(slimming)` when > 0), prune each criterion to `fraction` of
+    the FLOPs, fine-tune (without the regularizer), test accuracy."""
     x, y = tfc.data.load("digits", "train")
     xt, yt = tfc.data.load("digits", "test")
     per_seed = []
     for seed in seeds:
-        base = _train(_digits_model(seed), x, y, epochs, 3e-3, seed)
+        base = _digits_model(seed)
+        if slimming:
+            base = tfc.regularizers.attach(base, tfc.regularizers.bn_l1(slimming))
+        base = _train(base, x, y, epochs, 3e-3, seed)
         row = {"seed": seed, "unpruned": _acc(base, xt, yt)}
-        ratio = ratio_for_flops(base, fraction)
         for crit in criteria:
-            small = tfc.prune_channels(base, ratio, criterion=crit, seed=seed)
+            ratio = ratio_for_flops(base, fraction, criterion=crit, seed=seed, global_ranking=global_ranking)
+            row[f"{crit}_ratio"] = ratio
+            small = tfc.prune_channels(base, ratio, criterion=crit, seed=seed, global_ranking=global_ranking)
+            if slimming:
+                small = _without_regularizers(small)
             row[f"{crit}_flop_fraction"] = flops(small) / flops(base)
             row[f"{crit}_no_finetune"] = _acc(small, xt, yt)
-            row[crit] = _acc(_train(small, x, y, finetune, 1e-3, seed), xt, yt)
-        row["ratio"] = ratio
+            row[crit] = _acc(_train(small, x, y, finetune, 3e-3, seed), xt, yt)
         per_seed.append(row)
         print(f"seed {seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "seed"), flush=True)
     mean = {k: float(np.mean([r[k] for r in per_seed])) for k in per_seed[0] if k != "seed"}
@@ -196,9 +216,12 @@ def accuracy(seeds=(0, 1, 2), epochs=30, finetune=8, criteria=("l1", "bn_gamma",
     for c in criteria:
         print(f"{c:<12}{mean[c + '_flop_fraction']:>11.3f}{mean[c + '_no_finetune']:>14.4f}{mean[c]:>12.4f}"
               f"{(mean[c] - mean['unpruned']) * 100:>+12.2f}p" + "".join(f"{r[c]:>9.4f}" for r in per_seed))
-    print(f"digits test split ({len(xt)} images); train {epochs} epochs, fine-tune {finetune} epochs; mean of "
-          f"seeds {list(seeds)}")
-    return {"per_seed": per_seed, "mean": mean, "epochs": epochs, "finetune_epochs": finetune}
+    print(f"digits test split ({len(xt)} images); train {epochs} epochs"
+          + (f" with bn_l1({slimming})" if slimming else "") + (", global ranking" if global_ranking else "")
+          + f", fine-tune {finetune} epochs; mean of seeds "
+          f"{list(seeds)}")
+    return {"per_seed": per_seed, "mean": mean, "epochs": epochs, "finetune_epochs": finetune, "slimming": slimming,
+            "global_ranking": global_ranking}
 
 
 def main(argv=None):
@@ -208,7 +231,10 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=300, help="timed invocations per model and mode")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--finetune", type=int, default=8)
+    p.add_argument("--finetune", type=int, default=15)
+    p.add_argument("--slimming", type=float, default=0.0,
+                   help="train the unpruned model with bn_l1(LAMBDA) on its BN gammas (network slimming)")
+    p.add_argument("--global_ranking", action="store_true", help="rank channels across groups (all criteria)")
     p.add_argument("--json", default=None, metavar="PATH")
     args = p.parse_args(argv)
     parts = set(args.parts.split(",")) | ({"accuracy"} if args.accuracy else set())
@@ -219,7 +245,8 @@ def main(argv=None):
         if "latency" in parts:
             out["latency"] = latency(models, args.runs)
     if "accuracy" in parts:
-        out["accuracy"] = accuracy(tuple(int(s) for s in args.seeds.split(",")), args.epochs, args.finetune)
+        out["accuracy"] = accuracy(tuple(int(s) for s in args.seeds.split(",")), args.epochs, args.finetune,
+                                   slimming=args.slimming, global_ranking=args.global_ranking)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

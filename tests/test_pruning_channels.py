@@ -140,3 +140,37 @@ def test_masks_in_fit_then_strip():
     assert not any("chmask" in layer.name for layer in small.layers)
     assert small.get_layer("stem_conv").filters == 8 and small.get_layer("b2a_conv").filters == 12
     assert np.abs(small(x).numpy() - masked(x).numpy()).max() <= 1e-5
+
+
+def test_separable_transpose_conv1d_and_squeeze_excite_remove_exactly():
+    inp = keras.Input((8, 8, 3))
+    x = L.SeparableConv2D(12, 3, padding="same", depth_multiplier=2, name="sep")(inp)
+    x = L.BatchNormalization(name="sep_bn")(x)
+    se = L.Dense(12, activation="sigmoid", name="se_fc")(L.GlobalAveragePooling2D()(x))
+    x = L.Multiply(name="se")([x, L.Reshape((1, 1, 12), name="se_r")(se)])
+    x = L.Conv2DTranspose(10, 2, strides=2, name="up")(x)
+    x = L.Reshape((256, 10), name="seq")(L.ReLU()(x))
+    x = L.Conv1D(6, 3, name="c1d")(x)
+    out = L.Dense(4, name="out")(L.GlobalAveragePooling1D()(x))
+    model = randomize(keras.Model(inp, out))
+    xs = _x((8, 8, 3))
+    r = plan_and_prune(model, 0.5)
+    small = r.model
+    assert small.get_layer("sep").filters == 6 and small.get_layer("se_fc").units == 6
+    assert small.get_layer("up").filters == 5 and small.get_layer("c1d").filters == 3
+    assert small.get_layer("seq").output_shape == (None, 256, 5)
+    expected = zero_consumer_rows(model, r.removed)(xs).numpy()
+    assert np.abs(small(xs).numpy() - expected).max() <= 1e-5
+
+
+def test_global_ranking_takes_channels_where_scores_are_lowest():
+    model = randomize(toy_resnet())
+    bn = model.get_layer("b2a_bn")  # group of b2a_conv: 24 channels; make 20 of them nearly dead
+    g, b, m, v = bn.get_weights()
+    g[:20] = 1e-3
+    bn.set_weights([g, b, m, v])
+    uniform = plan_and_prune(model, 0.25, criterion="bn_gamma")
+    ranked = plan_and_prune(model, 0.25, criterion="bn_gamma", global_ranking=True)
+    assert len(ranked.removed) == len(uniform.removed)
+    assert uniform.model.get_layer("b2a_conv").filters == 18
+    assert ranked.model.get_layer("b2a_conv").filters == 3  # the 20 dead ones and more, down to the 10 % floor

@@ -23,6 +23,7 @@ def _conv_model(bias=None, gamma=None, kernel_scale=None):
     if kernel_scale is not None:
         k = np.sign(k) * np.asarray(kernel_scale, np.float32)
     model.get_layer("conv").set_weights([k, np.zeros(8) if bias is None else np.asarray(bias, np.float32)])
+    model.get_layer("out").set_weights([np.ones((8, 3), np.float32), np.zeros(3, np.float32)])
     bn = model.get_layer("bn")
     g = np.ones(8) if gamma is None else np.asarray(gamma)
     bn.set_weights([g, np.zeros(8), np.zeros(8), np.ones(8)])
@@ -72,6 +73,7 @@ def test_coupled_group_scores_both_producers():
     model = keras.Model(inp, out)
     model.get_layer("a").set_weights([np.array([[[[1, 1, 9, 9], [1, 1, 9, 9]]]], np.float32)])
     model.get_layer("b").set_weights([np.array([[[[9, 1, 1, 9], [9, 1, 1, 9]]]], np.float32)])
+    model.get_layer("out").set_weights([np.ones((4, 2), np.float32), np.zeros(2, np.float32)])
     graph = ChannelGraph(model)
     group = next(g for g in graph.groups if "a" in g.producers)
     scores = criteria.get("l1", model, graph)(group)

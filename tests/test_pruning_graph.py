@@ -147,3 +147,13 @@ def test_reshape_keeps_channel_axis_or_blocks():
     graph = ChannelGraph(keras.Model(inp, out))
     assert _group(graph, "a").prunable
     assert not _group(graph, "b").prunable and "'mangle'" in _group(graph, "b").blocked_by[0]
+
+
+def test_softmax_output_fixes_its_channels_without_blocking_inputs():
+    inp = keras.Input((6, 6, 2))
+    a = L.Conv2D(8, 3, name="a")(inp)
+    h = L.Dense(6, activation="softmax", name="h")(L.GlobalAveragePooling2D()(a))
+    out = L.Activation("relu", name="act")(L.Dense(3, name="out")(h))
+    graph = ChannelGraph(keras.Model(inp, out))
+    assert _group(graph, "a").prunable
+    assert not _group(graph, "h").prunable and "softmax" in _group(graph, "h").details()

@@ -114,26 +114,56 @@ def kept_count(n, ratio, round_to=None):
     return max(1, min(n, keep))
 
 
-def choose(graph, ratios, importance, round_to=None, already=()):
+def _global_counts(graph, ratios, scored, min_keep=0.1):
+    """Channels to remove per group when ranking all groups together: as many in total as the uniform
+    ratios would remove, taken where the scores are lowest; every group keeps `min_keep` of its channels."""
+    budget, pool, limit = 0, [], {}
+    for g in graph.groups:
+        if g.index not in scored:
+            continue
+        scores, candidates = scored[g.index]
+        budget += g.size - kept_count(g.size, ratios[g.index])
+        limit[g.index] = min(len(candidates), g.size - max(1, math.ceil(min_keep * g.size)))
+        pool += [(scores[i], g.index, i) for i in candidates]
+    counts = dict.fromkeys(limit, 0)
+    for _, gi, _ in sorted(pool, key=lambda t: (t[0], t[1], t[2])):
+        if budget <= 0:
+            break
+        if counts[gi] < limit[gi]:
+            counts[gi] += 1
+            budget -= 1
+    return counts
+
+
+def choose(graph, ratios, importance, round_to=None, already=(), global_ranking=False):
     """Class ids to remove: for each group, the lowest-scored classes down to its kept count.
 
-    `already` holds classes removed before (masks during training); they stay removed.
+    With `global_ranking`, the groups compete: the same total number of channels is removed, wherever the
+    criterion scores lowest (every group keeps at least 10 %). `already` holds classes removed before (masks
+    during training); they stay removed.
     """
     removed = set()
     already = set(already)
+    scored = {}
     for g in graph.groups:
-        r = ratios.get(g.index)
-        if r is None or not g.prunable:
+        if ratios.get(g.index) is None or not g.prunable:
             continue
-        keep = kept_count(g.size, r, round_to)
         candidates = [i for i, c in enumerate(g.classes) if c not in g.fixed]
+        scores = np.where(np.isin(np.array(g.classes), list(already)), -np.inf, importance(g))
+        scored[g.index] = (scores, candidates)
+    counts = _global_counts(graph, ratios, scored) if global_ranking else {}
+    for g in graph.groups:
+        if g.index not in scored:
+            continue
+        scores, candidates = scored[g.index]
+        if global_ranking:
+            keep = kept_count(g.size, counts[g.index] / g.size, round_to)
+        else:
+            keep = kept_count(g.size, ratios[g.index], round_to)
         forced = [i for i in candidates if g.classes[i] in already]
         n_remove = max(min(g.size - keep, len(candidates)), len(forced))
-        if n_remove <= 0:
-            continue
-        scores = importance(g)
-        scores = np.where(np.isin(np.array(g.classes), list(already)), -np.inf, scores)
-        removed.update(g.classes[i] for i in importance.select(g, n_remove, candidates, scores))
+        if n_remove > 0:
+            removed.update(g.classes[i] for i in importance.select(g, n_remove, candidates, scores))
     return removed
 
 
@@ -217,7 +247,8 @@ class PruneResult:
     notes: list
 
 
-def plan_and_prune(model, ratio=0.5, criterion="l1", data=None, round_to=None, skip=None, seed=0):
+def plan_and_prune(model, ratio=0.5, criterion="l1", data=None, round_to=None, skip=None, seed=0,
+                   global_ranking=False):
     """`prune_channels` that also returns the removed class ids and the notes about blocked groups."""
     check_model(model)
     model = functional(model)
@@ -226,14 +257,15 @@ def plan_and_prune(model, ratio=0.5, criterion="l1", data=None, round_to=None, s
     graph = ChannelGraph(model)
     ratios = group_ratios(graph, ratio, skip)
     importance = _criteria.get(criterion, model, graph, data, seed)
-    removed = choose(graph, ratios, importance, round_to)
+    removed = choose(graph, ratios, importance, round_to, global_ranking=global_ranking)
     notes = blocked_notes(graph, ratios)
     for note in notes:
         warnings.warn(note, stacklevel=3)
     return PruneResult(rebuild(graph, removed, importance.merges), removed, notes)
 
 
-def prune_channels(model, ratio=0.5, criterion="l1", data=None, round_to=None, skip=None, seed=0):
+def prune_channels(model, ratio=0.5, criterion="l1", data=None, round_to=None, skip=None, seed=0,
+                   global_ranking=False):
     """Removes whole channels (filters, units) and returns a smaller model with the kept weights.
 
     Channels coupled by residual adds, concatenations, depthwise convolutions, BN and Flatten are
@@ -255,6 +287,9 @@ def prune_channels(model, ratio=0.5, criterion="l1", data=None, round_to=None, s
       round_to: keep a multiple of this many channels per group (8 suits XNNPACK). Defaults to `None`.
       skip: names of layers whose groups are left whole. Defaults to `None`.
       seed: seed of the `random` criterion. Defaults to `0`.
+      global_ranking: rank channels across groups instead of removing `ratio` of each group: the same
+        total number of channels goes, where the criterion scores lowest (each group keeps >= 10 %), as in
+        network slimming's global threshold. Defaults to `False`.
 
     Returns:
       A new, uncompiled tf-keras model.
@@ -266,7 +301,7 @@ def prune_channels(model, ratio=0.5, criterion="l1", data=None, round_to=None, s
     if isinstance(ratio, Schedule) or (isinstance(ratio, dict) and any(isinstance(v, Schedule)
                                                                          for v in ratio.values())):
         return _channel_masks.mask_channels(model, ratio, criterion, round_to, skip, seed)
-    return plan_and_prune(model, ratio, criterion, data, round_to, skip, seed).model
+    return plan_and_prune(model, ratio, criterion, data, round_to, skip, seed, global_ranking).model
 
 
 def zeroed_reference(model, removed):
@@ -298,23 +333,27 @@ def zeroed_reference(model, removed):
     return out
 
 
-_ZEROABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense)
+_ZEROABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense,
+             keras.layers.SeparableConv2D)
 
 
-def ratio_for_flops(model, fraction, round_to=None, skip=None, tol=0.005):
-    """The smallest uniform ratio whose pruned model keeps at most `fraction` of the FLOPs (bisection).
+def ratio_for_flops(model, fraction, round_to=None, skip=None, tol=0.005, criterion="l1", data=None, seed=0,
+                    global_ranking=False):
+    """The smallest ratio whose pruned model keeps at most `fraction` of the FLOPs (bisection).
 
-    The kept channel counts, hence the FLOPs, depend on the ratio only, not on the criterion.
+    With uniform ratios the kept counts, hence the FLOPs, do not depend on the criterion; with
+    `global_ranking` they do, so give the criterion (and data) that will be used.
     """
     from tfcompress.analysis import flops
     model = functional(model)
     graph = ChannelGraph(model)
     total = flops(model)
     lo, hi = 0.0, 0.99
-    importance = _criteria.get("l1", model, graph)
+    importance = _criteria.get(criterion, model, graph, data, seed)
     for _ in range(20):
         mid = (lo + hi) / 2
-        small = rebuild(graph, choose(graph, group_ratios(graph, mid, skip), importance, round_to))
+        small = rebuild(graph, choose(graph, group_ratios(graph, mid, skip), importance, round_to,
+                                      global_ranking=global_ranking))
         if flops(small) <= fraction * total:
             hi = mid
         else:

@@ -2,10 +2,13 @@
 
 An importance is built once per model (`get(name, model, graph, data, seed)`) and then called per group:
 `importance(group) -> scores` (one score per class in `group.classes`, higher = more important).
-Scores of the group's layers are normalised by their mean and averaged, so coupled layers of different
-scale count alike (Torch-Pruning's default group reduction).
+Scores of the group's layers are averaged per class; for `l1`, `l2` and `apoz` each layer's vector is first
+normalised by its mean, so coupled layers of different fan-in count alike (Torch-Pruning's default),
+while `bn_gamma` and `taylor` keep raw values, which compare across groups for global ranking.
 
-* `l1`, `l2`: norm of each producer filter (Li et al., 2017).
+* `l1`, `l2`: norm of each producer filter (Li et al., 2017) and, as in DepGraph's group magnitude, of the
+  weight rows that read the channel in every consumer (so a channel normalised by BN but little used
+  downstream scores low).
 * `bn_gamma`: |gamma| of the BatchNormalization layers of the group (network slimming, Liu et al., 2017).
 * `apoz`: 1 - average percentage of zeros after ReLU-like activations on `data` (Hu et al., 2016).
 * `taylor`: |sum of w * dL/dw| over each channel's producer and BN weights on `data`, averaged over
@@ -40,6 +43,10 @@ def split_data(data):
 class Importance:
     """Base: per-tensor score vectors aggregated over a group's classes."""
 
+    # Per-layer mean normalisation makes layers of different fan-in comparable; criteria whose raw values
+    # already compare across layers (BN gammas, loss sensitivity) keep them, which global ranking needs.
+    normalize = True
+
     def __init__(self, model, graph, data=None, seed=0):
         self.model, self.graph, self.data, self.seed = model, graph, data, seed
         self.merges = []
@@ -52,7 +59,7 @@ class Importance:
     def __call__(self, group):
         if self._vectors is None:
             self._vectors = self.vectors()
-        scores = _aggregate(self.graph, group, self._vectors)
+        scores = _aggregate(self.graph, group, self._vectors, self.normalize)
         if scores is None:
             scores = _aggregate(self.graph, group, _filter_norms(self.graph, 1))
         return scores
@@ -62,11 +69,14 @@ class Importance:
         return sorted(candidates, key=lambda i: (scores[i], i))[:n_remove]
 
 
-def _aggregate(graph, group, vectors):
+def _aggregate(graph, group, vectors, normalize=True):
+    """Mean over the group's layers of each layer's mean-normalised score vector, per class.
+
+    `vectors` is a dict or a list of (tensor key, score per position of that tensor's last axis)."""
     classes = {c: i for i, c in enumerate(group.classes)}
     total = np.zeros(len(classes))
     count = np.zeros(len(classes))
-    for key, vec in vectors.items():
+    for key, vec in (vectors.items() if isinstance(vectors, dict) else vectors):
         if key not in graph.tensors:
             continue
         roots = graph.roots(key)
@@ -74,7 +84,8 @@ def _aggregate(graph, group, vectors):
         if not pos:
             continue
         v = np.abs(np.asarray(vec, np.float64)[pos])
-        v = v / (v.mean() + 1e-12)
+        if normalize:
+            v = v / (v.mean() + 1e-12)
         idx = [classes[roots[p]] for p in pos]
         np.add.at(total, idx, v)
         np.add.at(count, idx, 1)
@@ -87,12 +98,33 @@ def _producers(graph):
     return [n for n in graph.order if graph.roles[n] == "produce"]
 
 
+def _input_rows(layer):
+    """The weights that read each input channel, input channel last; None for layers not known here."""
+    w = layer.get_weights()
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        return w[0]
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        return np.moveaxis(w[0], 2, -1)
+    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense)):
+        return np.moveaxis(w[0], -2, -1)
+    return None
+
+
+def _norm(w, p):
+    w = w.reshape(-1, w.shape[-1])
+    return np.abs(w).sum(0) if p == 1 else np.sqrt((w ** 2).sum(0))
+
+
 def _filter_norms(graph, p):
-    out = {}
+    """Group magnitude (as in Torch-Pruning's DepGraph): the norms of the filters that make each channel
+    and of the weight rows that read it in every consumer, as [(tensor key, vector)]."""
+    out = []
     for name in _producers(graph):
         layer = graph.layers[name]
-        w = cutter_for(layer).filters(layer).reshape(-1, layer.output_shape[-1])
-        out[graph.output[name]] = np.abs(w).sum(0) if p == 1 else np.sqrt((w ** 2).sum(0))
+        out.append((graph.output[name], _norm(cutter_for(layer).filters(layer), p)))
+        rows = _input_rows(layer)
+        if rows is not None and graph.inputs[name]:
+            out.append((graph.inputs[name][0], _norm(rows, p)))
     return out
 
 
@@ -107,6 +139,8 @@ class L2(Importance):
 
 
 class BNGamma(Importance):
+    normalize = False
+
     def vectors(self):
         out = {}
         for name in self.graph.order:
@@ -163,6 +197,8 @@ def _channel_axis(layer, weight):
 
 
 class Taylor(Importance):
+    normalize = False
+
     def vectors(self):
         x, y = split_data(self.data)
         model, graph = self.model, self.graph

@@ -70,7 +70,7 @@ def register_layer(cls, role, cut=None, config=None, filters=None):
       cut, config, filters: see `LayerCutter`. Defaults to `None`.
 
     Returns:
-      The class, so the function can be used as a class decorator through `functools.partial`.
+      The class.
     """
     CUTTERS[cls] = LayerCutter(role, cut, config, filters)
     return cls
@@ -92,13 +92,17 @@ def _channels_last(layer):
     return getattr(layer, "data_format", "channels_last") == "channels_last"
 
 
-def _elementwise_activation(layer):
+def couples_channels(layer):
+    """True when the layer normalises across its output channels (softmax): removing one of them would
+    change the others, so the graph keeps them all."""
+    if isinstance(layer, L.Softmax):
+        return True
     act = getattr(layer, "activation", None)
-    return getattr(act, "__name__", "") not in ("softmax", "log_softmax")
+    return getattr(act, "__name__", "") in ("softmax", "log_softmax")
 
 
 def _conv_role(layer):
-    ok = _channels_last(layer) and getattr(layer, "groups", 1) == 1 and _elementwise_activation(layer)
+    ok = _channels_last(layer) and getattr(layer, "groups", 1) == 1
     return "produce" if ok else None
 
 
@@ -119,7 +123,7 @@ def _last_axis_kernel(layer):
 
 for _cls in (L.Conv1D, L.Conv2D, L.Conv3D):
     register_layer(_cls, _conv_role, _cut_kernel_bias, _set("filters"), _last_axis_kernel)
-register_layer(L.Dense, lambda l: "produce" if _elementwise_activation(l) else None,
+register_layer(L.Dense, "produce",
                _cut_kernel_bias, _set("units"), _last_axis_kernel)
 
 
@@ -149,7 +153,7 @@ register_layer(L.SeparableConv2D, _conv_role, _cut_separable, _set("filters"),
 
 
 def _depthwise_role(layer):
-    ok = _channels_last(layer) and layer.depth_multiplier == 1 and _elementwise_activation(layer)
+    ok = _channels_last(layer) and layer.depth_multiplier == 1
     return "pass" if ok else None
 
 
@@ -173,11 +177,8 @@ def _bn_role(layer):
 register_layer(L.BatchNormalization, _bn_role, cut_vectors)
 
 
-def _activation_role(layer):
-    return "pass" if _elementwise_activation(layer) else None
-
-
-register_layer(L.Activation, _activation_role)
+register_layer(L.Activation, "pass")
+register_layer(L.Softmax, lambda l: "pass" if l.axis in (-1, len(l.output_shape) - 1) else None)
 _PASS = [L.ReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
          L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization,
          L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,

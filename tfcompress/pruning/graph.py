@@ -18,7 +18,7 @@ import numpy as np
 
 from tfcompress._tf import keras, tf
 from tfcompress.errors import UnsupportedModelError
-from tfcompress.pruning.cutters import cutter_for
+from tfcompress.pruning.cutters import couples_channels, cutter_for
 
 
 def _key(t):
@@ -70,7 +70,7 @@ class Group:
 
     def details(self):
         """A readable account of the coupled layers, in the spirit of Torch-Pruning's `group.details()`."""
-        if not self.producers:
+        if not self.producers or len(self.fixed) == self.size:
             state = "fixed (" + (self.graph.fixed_reason(self) or "not produced by any layer") + ")"
         elif self.blocked_by:
             state = "blocked: " + "; ".join(self.blocked_by)
@@ -182,6 +182,9 @@ class ChannelGraph:
                     self.tensors[k] = fresh
             else:
                 self.tensors[outs[0]] = atoms
+                if couples_channels(layer):
+                    for a in atoms:
+                        self._fixed.setdefault(int(a), f"softmax across the channels in '{name}'")
             self.roles[name] = role
             self.output[name] = outs[0]
         for t in tf.nest.flatten(self.model.outputs):
