@@ -436,3 +436,23 @@ def test_recipe_file_parses():
     assert names == ["train", "distill", "strip", "save", "export"]
     config = steps[1][1]
     assert config.prune["target"] == 0.5 and config.student.build == "mobilenet_v2_small"
+
+
+def test_strip_and_export_of_a_distiller_act_on_its_student(tmp_path):
+    import numpy as np
+    import tfcompress as tfc
+    from tfcompress._tf import keras
+    from tfcompress.pruning.magnitude import sparsity, wrappers
+    rng = np.random.RandomState(0)
+    x, y = rng.rand(128, 8).astype("float32"), rng.randint(0, 3, 128)
+    teacher = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(3)])
+    student = tfc.prune(keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation="relu6"),
+                                          keras.layers.Dense(3)]), tfc.ConstantSparsity(0.5, frequency=1))
+    distiller = tfc.Distiller(student, teacher, alpha=1.0)
+    distiller.compile(keras.optimizers.Adam(1e-2))
+    distiller.fit(x, epochs=1, batch_size=32, verbose=0, callbacks=[tfc.CompressionCallback()])
+    plain = tfc.strip(distiller)
+    assert not wrappers(plain) and len(plain.layers) == 2
+    assert sparsity(plain.layers[0].kernel.numpy()) == 0.5
+    report = tfc.export(distiller, tmp_path / "s.tflite", representative_data=x[:32])
+    assert report.relu6_all_pinned and len(report.relu6) == 1

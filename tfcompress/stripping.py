@@ -19,12 +19,16 @@ def strip(model):
     """Returns a copy of `model` without compression wrappers (pruned zeros, clusters kept).
 
     Args:
-      model: a tf_keras model, possibly holding tfcompress or tfmot wrappers.
+      model: a tf_keras model, possibly holding tfcompress or tfmot wrappers; for a `tfc.Distiller`, its
+        student.
 
     Returns:
       A plain tf_keras model that gives the same outputs.
     """
     check_model(model)
+    student = getattr(model, "student", None)
+    if student is not None and type(model).__name__ == "Distiller":  # the trained model is the student
+        model = student
     for fn in _STRIPPERS:
         out = fn(model)
         if out is not None:
