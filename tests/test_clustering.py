@@ -22,8 +22,8 @@ def _mlp(seed=0):
 def _cnn(seed=0):
     keras.utils.set_random_seed(seed)
     inp = keras.Input((10, 10, 1))
-    x = L.Conv2D(8, 3, activation="relu", name="c1")(inp)
-    x = L.Conv2D(12, 3, activation="relu", name="c2")(x)
+    x = L.Conv2D(4, 3, activation="relu", name="c1")(inp)
+    x = L.Conv2D(6, 3, activation="relu", name="c2")(x)
     x = L.Flatten()(x)
     return keras.Model(inp, L.Dense(4, name="out")(x))
 
@@ -168,9 +168,9 @@ def test_cluster_preserving_qat_and_int8_file(tmp_path):
     report = tfc.export(qat, path, mode="int8", eval_data=(x, y))
     assert report.input_dtype == "int8" and not report.float_ops
     counts = {tuple(c.shape): c for c in size.cluster_counts(path)}
-    conv2 = counts[(12, 3, 3, 8)]                                       # TFLite: output channel first
+    conv2 = counts[(6, 3, 3, 4)]                                       # TFLite: output channel first
     assert conv2.axis == 0 and conv2.per_channel <= 6 < conv2.per_tensor   # int8 per channel
-    dense = counts[(4, 6 * 6 * 12)]
+    dense = counts[(4, 6 * 6 * 6)]
     assert dense.per_tensor <= 6                                        # Dense kernels: per-tensor int8
     assert size.check_clusters(path, 6)
     with pytest.raises(InputError, match="more than 3"):
