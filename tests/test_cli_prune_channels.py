@@ -19,10 +19,11 @@ def model_path(tmp_path_factory):
 def test_prunes_and_reports(model_path, tmp_path, capsys):
     out, js = str(tmp_path / "small.keras"), str(tmp_path / "r.json")
     rc = cli.main(["prune-channels", model_path, "-o", out, "--ratio", "0.5", "--criterion", "bn_gamma",
-                   "--round_to", "8", "--json", js])
+                   "--round_to", "8", "--json", js, "--groups"])
     text = capsys.readouterr().out
     assert rc == 0 and os.path.exists(out)
     assert "params" in text and "FLOPs" in text and "before" in text
+    assert "Group 1: 16 channels, prunable" in text and "consume  b2_proj (Conv2D)" in text
     small = keras.models.load_model(out, compile=False)
     assert small.get_layer("stem_conv").filters == 8 and small.get_layer("logits").units == 10
     report = json.load(open(js))
@@ -59,3 +60,9 @@ def test_bad_input_is_one_line(model_path, tmp_path, capsys, argv, message):
     assert not os.path.exists(tmp_path / "o.keras") and not os.path.exists(tmp_path / "o.txt")
     assert os.path.getsize(model_path) == before
     assert [f for f in os.listdir(tmp_path) if f.startswith(".")] == []
+
+
+def test_global_ranking_flag(model_path, tmp_path):
+    out = str(tmp_path / "g.keras")
+    assert cli.main(["prune-channels", model_path, "-o", out, "--ratio", "0.3", "--global_ranking"]) == 0
+    assert os.path.exists(out)

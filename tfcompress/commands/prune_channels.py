@@ -22,6 +22,8 @@ def add_parser(p):
                    help="keep a multiple of this many channels per group, e.g. 8 for XNNPACK (default: none)")
     p.add_argument("--skip", default="", help="comma-separated layer names whose groups stay whole")
     p.add_argument("--seed", type=int, default=0, help="seed of the random criterion (default: 0)")
+    p.add_argument("--global_ranking", action="store_true",
+                   help="rank channels across groups: the same total is removed where scores are lowest")
     p.add_argument("--groups", action="store_true", help="also print the channel groups of the model")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the numbers as JSON to PATH")
 
@@ -91,7 +93,8 @@ def main(args):
     skip = [s for s in args.skip.split(",") if s]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = plan_and_prune(model, ratio, args.criterion, data, args.round_to, skip, args.seed)
+        result = plan_and_prune(model, ratio, args.criterion, data, args.round_to, skip, args.seed,
+                                args.global_ranking)
     small = result.model
     for note in result.notes:
         print(f"note: {note}")
