@@ -215,3 +215,12 @@ def test_mirrored_strategy_with_two_logical_cpus(tmp_path):
     values = [float(v) for v in line.replace("SPARSITY", "").replace("[", " ").replace("]", " ")
               .replace(",", " ").split()]
     assert len(values) == 4 and all(v == pytest.approx(0.75, abs=0.01) for v in values)
+
+
+def test_pruned_zeros_are_positive_zeros(pruned):
+    model, _ = pruned
+    plain = tfc.strip(model)
+    for name in KERNELS:
+        k = plain.get_layer(name).kernel.numpy()
+        zeros = k[k == 0]
+        assert zeros.size and not np.signbit(zeros).any(), name   # -0.0 would hide from bit-level coders

@@ -96,9 +96,10 @@ class PruneWrapper(_pw.PruneLowMagnitude):
 
     # -- mask math, run eagerly by the driver on the steps the schedule names --
     def apply_masks(self):
-        """weights := weights * mask, so the variables themselves hold the zeros."""
+        """Pruned weights := +0.0, so the variables themselves hold the zeros (`w * 0` would leave -0.0
+        for negative weights, whose sign bit survives into the file and hides the zero from coders)."""
         for w, m, _ in self.pruning_vars:
-            w.assign(w * m)
+            w.assign(_masked(w, m))
 
     def update_masks(self, sparsity):
         """Zeros exactly round(sparsity * size) weights of smallest magnitude in each prunable weight."""
@@ -116,8 +117,12 @@ class PruneWrapper(_pw.PruneLowMagnitude):
                 threshold = tf.abs(tf.gather(values, order[k - 1]))
             mask = tf.reshape(mask, w.shape)
             m.assign(mask)
-            w.assign(tf.reshape(values, w.shape) * mask)
+            w.assign(_masked(tf.reshape(values, w.shape), mask))
             t.assign(tf.cast(threshold, t.dtype))
+
+
+def _masked(w, mask):
+    return tf.where(mask > 0, w, tf.zeros_like(w))
 
 
 def _select(model, schedule, layers):
