@@ -125,7 +125,7 @@ def test_shrunk_model_exports_to_tflite(toy):
     assert len(conv.convert()) > 1000
 
 
-def test_masks_in_fit_then_strip():
+def test_masks_in_fit_then_strip(tmp_path):
     model = randomize(toy_resnet())
     masked = tfc.prune_channels(model, tfc.ConstantSparsity(0.5, begin_step=1, frequency=1))
     x, y = _x((8, 8, 3), n=16), np.arange(16) % 10
@@ -136,8 +136,15 @@ def test_masks_in_fit_then_strip():
     masked.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[tfc.CompressionCallback()])
     mask = masked.get_layer("b1_out_chmask").mask.numpy()
     assert mask.sum() == 8
+    path = str(tmp_path / "masked.keras")
+    masked.save(path)
+    from tfcompress.pruning.channels import CUSTOM_OBJECTS
+    loaded = keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
+    assert loaded.get_layer("b1_out_chmask").mask.numpy().sum() == 8
+    assert loaded.get_layer("b1_out_chmask").spec["criterion"] == "l1"
     small = tfc.strip(masked)
     assert not any("chmask" in layer.name for layer in small.layers)
+    assert np.abs(tfc.strip(loaded)(x).numpy() - small(x).numpy()).max() <= 1e-6
     assert small.get_layer("stem_conv").filters == 8 and small.get_layer("b2a_conv").filters == 12
     assert np.abs(small(x).numpy() - masked(x).numpy()).max() <= 1e-5
 
