@@ -148,3 +148,24 @@ steps:
     assert all(abs(v - 0.5) <= 0.01 for v in summary["sparsity"].values())
     assert summary["exports"][0]["relu6"] and all(r["pinned"] for r in summary["exports"][0]["relu6"])
     assert summary["bench"][0]["ok"] and summary["bench"][0]["avg_ms"] > 0
+
+
+def test_recipe_prune_stage_takes_per_layer_targets(tmp_path, capsys):
+    from tfcompress import recipes
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+name: perlayer
+model: {{build: lenet300, args: {{input_shape: [8, 8, 1]}}}}
+output: {tmp_path / 'out'}
+steps:
+  - prune:
+      schedule: {{type: PolynomialDecay, target: 0.5, end_step: auto, frequency: 5}}
+      layers: {{fc1: 0.9, fc2: {{type: ConstantSparsity, target: 0.3, frequency: 5}}}}
+      epochs: 1
+""")
+    state = recipes.run(str(recipe), echo=lambda *a: None)
+    assert set(state["sparsity"]) == {"fc1", "fc2"}
+    assert abs(state["sparsity"]["fc1"] - 0.9) <= 0.01 and abs(state["sparsity"]["fc2"] - 0.3) <= 0.01
+    recipe.write_text(recipe.read_text().replace("fc1: 0.9", "fc1: 1.5"))
+    line = assert_one_line_error(call_cli(capsys, "run", recipe))
+    assert "prune.layers.fc1" in line

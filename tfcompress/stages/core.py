@@ -91,7 +91,7 @@ def train(state, config):
 @dataclasses.dataclass
 class PruneConfig(TrainConfig):
     schedule: dict = dataclasses.field(default_factory=lambda: {"type": "PolynomialDecay", "target": 0.8})
-    layers: typing.Optional[list] = None
+    layers: typing.Optional[typing.Union[list, dict]] = None   # names, or {name: target | schedule}
     learning_rate: float = 5e-4
 
 
@@ -101,11 +101,22 @@ def prune(state, config):
     from tfcompress.pruning.magnitude import prune as prune_model, sparsity, wrappers
     from tfcompress.schedules import Schedule
     steps = math.ceil(len(state["train"][0]) / config.batch_size) * config.epochs
-    schedule = dict(config.schedule)
-    if schedule.get("end_step", "auto") == "auto" and schedule.get("type", schedule.get("class_name")) \
-            == "PolynomialDecay":
-        schedule["end_step"] = max(1, int(steps * 2 / 3))  # the last third fine-tunes at the target
-    state["model"] = prune_model(state["model"], Schedule.from_dict(schedule), layers=config.layers)
+
+    def build(spec, where):
+        spec = dict(spec)
+        if spec.get("end_step", "auto") == "auto" and spec.get("type", spec.get("class_name")) == "PolynomialDecay":
+            spec["end_step"] = max(1, int(steps * 2 / 3))  # the last third fine-tunes at the target
+        try:
+            return Schedule.from_dict(spec)
+        except InputError as e:
+            raise InputError(f"{where}: {e}") from None
+
+    schedule = build(config.schedule, "prune.schedule")
+    layers = config.layers
+    if isinstance(layers, dict):  # per-layer targets reuse the stage's schedule; a mapping is a schedule
+        layers = {name: build(v if isinstance(v, dict) else {**config.schedule, "target": v},
+                              f"prune.layers.{name}") for name, v in layers.items()}
+    state["model"] = prune_model(state["model"], schedule, layers=layers)
     _fit(state, config, [CompressionCallback()])
     per_layer = {w.layer.name: sparsity(w) for w in wrappers(state["model"])}
     state["sparsity"] = per_layer
