@@ -167,8 +167,9 @@ def test_unknown_names_and_unsupported_layers_are_named():
     register_quantize_config(Scale, lambda layer: _OutputOnly())
     qat = tfc.quantize(model)
     assert isinstance(qat.get_layer("quant_twice"), QuantizeWrapper)
-    # or keep it float
-    assert not isinstance(tfc.quantize(model, skip=["twice"]).get_layer("twice"), QuantizeWrapper)
+    # skipped, it computes in float; tfmot still learns its output range for the quantized layer after it
+    skipped = tfc.quantize(model, skip=["twice"]).get_layer("quant_twice")
+    assert type(skipped.quantize_config).__name__ == "OutputOnlyConfig"
 
 
 class _OutputOnly(tfc.quantization.scheme.QuantizeConfig):

@@ -108,7 +108,11 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
       model: a Sequential or functional tf_keras model, possibly pruned (stripped or still wrapped).
       layers: names (or a predicate `layer -> bool`) of the layers to quantize. Defaults to `None`
         (every layer).
-      skip: names (or a predicate) of layers to keep float. Defaults to `None`.
+      skip: names (or a predicate) of layers to keep float: no weight or activation fake-quant in
+        training. A skipped layer that feeds a quantized one still gets tfmot's output quantizer (the
+        quantized layer needs its input range), so in the int8 file the converter runs it in int8
+        when TFLite has an int8 kernel for it; skipped layers at the end of the model, or feeding only
+        skipped layers, stay float in the file. Defaults to `None`.
       preserve_sparsity: keep every zero weight exactly zero. Defaults to `None`: on when the model was
         pruned (wrapped by `tfc.prune`, or any kernel holds exact zeros).
 
