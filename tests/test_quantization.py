@@ -285,6 +285,9 @@ def _qat_vs_ptq(tmp_path, build, side, epochs, qat_epochs):
                      layer_samples=0)
     qat = fit(tfc.quantize(model), x, y, qat_epochs, 1e-4)
     report = tfc.export(qat, tmp_path / "qat.tflite", eval_data=(xt, yt), layer_samples=0)
+    print(f"\n{build.__name__}: float {float_acc:.4f}, PTQ int8 {ptq.tflite_accuracy:.4f}, "
+          f"QAT int8 {report.tflite_accuracy:.4f}, ReLU6 pinned {sum(r['pinned'] for r in report.relu6)}/"
+          f"{len(report.relu6)}")
     return float_acc, ptq, report
 
 
