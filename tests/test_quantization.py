@@ -272,6 +272,10 @@ def test_saved_qat_model_keeps_its_masks(tmp_path, pruned):
         a = [v.numpy() for v in qat.get_layer(f"quant_{n}").weights if "sparsity_mask" in v.name][0]
         b = [v.numpy() for v in loaded.get_layer(f"quant_{n}").weights if "sparsity_mask" in v.name][0]
         np.testing.assert_array_equal(a, b)
+    # the float counterpart finds the weights of a reloaded model too (its variables are named differently)
+    for n in PRUNED:
+        np.testing.assert_array_equal(float_model(loaded).get_layer(n).kernel.numpy(),
+                                      float_model(qat).get_layer(n).kernel.numpy())
 
 
 # -- accuracy: QAT vs PTQ vs float --------------------------------------------------------------------

@@ -59,13 +59,27 @@ def float_model(model):
     config["layers"] = out
     cls = keras.Sequential if isinstance(model, keras.Sequential) else keras.Model
     plain = cls.from_config(config, custom_objects=CUSTOM_OBJECTS)
-    # QuantizeWrapper takes the inner layer's variables over; find them by variable name ('conv1/kernel:0')
-    values = {v.name: v for v in model.weights}
+    # QuantizeWrapper takes the inner layer's variables over; find each by its own name ('kernel:0',
+    # 'moving_mean:0'), which the quantizer variables ('kernel_min:0', 'optimizer_step:0') never share.
+    # Full names are no key: a reloaded model scopes them differently ('quant_fc1/kernel:0').
+    from tfcompress.quantization import QuantizeLayer, QuantizeWrapper
+    owners = {}
+    for layer in model.layers:
+        if isinstance(layer, QuantizeWrapper):
+            owners[layer.layer.name] = layer.weights
+        elif not isinstance(layer, QuantizeLayer):
+            owners[layer.name] = layer.weights
     for layer in plain.layers:
         if not layer.weights:
             continue
-        missing = [w.name for w in layer.weights if w.name not in values]
-        if missing:
-            raise ValueError(f"float_model: no weight {missing[0]} in the QAT model")
-        layer.set_weights([values[w.name].numpy() for w in layer.weights])
+        by_short = {}
+        for v in owners.get(layer.name, []):
+            by_short.setdefault(v.name.rsplit("/", 1)[-1], []).append(v)
+        values = []
+        for w in layer.weights:
+            found = by_short.get(w.name.rsplit("/", 1)[-1], [])
+            if len(found) != 1:
+                raise ValueError(f"float_model: {len(found)} candidates for weight {w.name} of layer {layer.name}")
+            values.append(found[0].numpy())
+        layer.set_weights(values)
     return plain
