@@ -28,6 +28,7 @@ _PUBLIC = {
     "size_report": "tfcompress.tflite.size",
     "cluster": "tfcompress.clustering",
     "quantize": "tfcompress.quantization",
+    "register_quantize_config": "tfcompress.quantization",
     "Distiller": "tfcompress.distillation",
     "prune_channels": "tfcompress.pruning.channels",
     "channel_groups": "tfcompress.pruning.channels",

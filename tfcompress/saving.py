@@ -8,13 +8,8 @@ from tfcompress.errors import InputError
 def _custom_objects():
     from tfcompress import _tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
     objects = {}
-    # tfmot's own wrappers and quantize configs, so models saved by tfmot users load too
-    try:
-        from tensorflow_model_optimization.python.core.quantization.keras import quantize
-        with quantize.quantize_scope() as scope:
-            objects.update(scope if isinstance(scope, dict) else {})
-    except Exception:  # quantize_scope's form differs between tfmot versions
-        pass
+    # tfmot's own pruning wrapper, so models saved by tfmot users load too (tfcompress.quantization's
+    # CUSTOM_OBJECTS brings tfmot's quantization objects)
     from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
     objects["PruneLowMagnitude"] = pruning_wrapper.PruneLowMagnitude
     import importlib

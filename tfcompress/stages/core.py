@@ -143,7 +143,10 @@ class SaveConfig:
 @register_stage("save", SaveConfig)
 def save(state, config):
     from tfcompress.fileio import atomic_path
-    path = config.path or os.path.join(state["out"], f"{state['recipe'].name}.keras")
+    from tfcompress.quantization import is_quantized
+    # tfmot's QAT wrappers do not reload from .keras ("quantize_layer expected 5 variables"): use .h5
+    default_ext = ".h5" if is_quantized(state["model"]) else ".keras"
+    path = config.path or os.path.join(state["out"], f"{state['recipe'].name}{default_ext}")
     ext = ".h5" if path.endswith((".h5", ".hdf5")) else ".keras"
     with atomic_path(path, suffix=ext) as tmp:
         state["model"].save(tmp)
