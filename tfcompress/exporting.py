@@ -323,7 +323,6 @@ def _qat_converter(model, input_type, output_type, allow_float=False):
 
 def describe(path, mode, data, pinned_names=None):
     """An ExportReport of a file's facts (no evaluation)."""
-    from tfcompress import relu6
     from tfcompress.tflite import reader
     m = reader.read(data)
     names = set(pinned_names) if pinned_names is not None else _relu6_names(data)
@@ -334,7 +333,6 @@ def describe(path, mode, data, pinned_names=None):
             relu.append({"tensor": t.name, "scale": scale, "zero_point": zp,
                          "pinned": abs(scale - RELU6_SCALE) <= 1e-6 * RELU6_SCALE and zp == -128})
     fl = [f"{op.op} ({m.subgraphs[op.subgraph].tensors[op.outputs[0]].name})" for op in reader.float_ops(m)]
-    del relu6
     return ExportReport(path=os.fspath(path), mode=mode, bytes=len(data), op_counts=reader.op_counts(m),
                         float_ops=fl if mode in ("int8", "int16x8") else [],
                         input_dtype=",".join(m.input_dtypes), output_dtype=",".join(m.output_dtypes), relu6=relu)
