@@ -10,8 +10,13 @@ reads its output like the real tool's:
 
 Flags: --graph, --num_threads (default 1), --num_runs (50), --warmup_runs (1), --min_secs (1.0),
 --max_secs (150), --warmup_min_secs (0.5), --use_xnnpack (true), --use_gpu, --use_nnapi,
---external_delegate_path, --enable_op_profiling (accepted; the Python runtime has no op profiler).
-Exit code 0 on success, 1 with `Benchmarking failed.` otherwise.
+--external_delegate_path, --enable_op_profiling (accepted; the Python runtime has no op profiler), and one
+of its own: --target_ci=PCT keeps the timed runs going (past --num_runs and --min_secs, up to --max_secs)
+until the 95 % confidence interval of the mean latency is within ±PCT % of it.
+
+The confidence interval comes from batch means (10 contiguous batches), so slow drifts of the machine
+widen it where the plain standard error would not; it is printed after the percentiles whenever there
+are at least 20 timed runs. Exit code 0 on success, 1 with `Benchmarking failed.` otherwise.
 """
 import os
 import sys
@@ -19,7 +24,7 @@ import time
 
 FLAGS = {"graph": "", "num_threads": 1, "num_runs": 50, "warmup_runs": 1, "min_secs": 1.0,
          "max_secs": 150.0, "warmup_min_secs": 0.5, "use_xnnpack": True, "use_gpu": False,
-         "use_nnapi": False, "external_delegate_path": "", "enable_op_profiling": False}
+         "use_nnapi": False, "external_delegate_path": "", "enable_op_profiling": False, "target_ci": 0.0}
 _GPU_LIBS = ("libtensorflowlite_gpu_delegate.so", "libtensorflowlite_gpu_gl.so")
 
 
@@ -189,16 +194,48 @@ def load(flags):
     return interpreter, time.perf_counter() - start, delegate_name
 
 
-def _run_phase(interpreter, min_runs, min_secs, max_secs):
+# Two-sided 97.5 % quantile of Student's t with BATCHES - 1 degrees of freedom.
+BATCHES, T_975 = 10, 2.2622
+
+
+def mean_ci(times):
+    """Half-width of the 95 % confidence interval of the mean of `times` by the method of batch means.
+
+    The runs are cut into 10 contiguous batches (the remainder at the start is dropped); the batch means
+    are close to independent even when consecutive runs are not, so a machine whose speed drifts gives
+    a wide interval. None with fewer than 20 runs.
+    """
+    size = len(times) // BATCHES
+    if size < 2:
+        return None
+    tail = times[len(times) - size * BATCHES:]
+    means = [sum(tail[i * size:(i + 1) * size]) / size for i in range(BATCHES)]
+    avg = sum(means) / BATCHES
+    var = sum((m - avg) ** 2 for m in means) / (BATCHES - 1)
+    return T_975 * (var / BATCHES) ** 0.5
+
+
+def _run_phase(interpreter, min_runs, min_secs, max_secs, target_ci=0.0):
+    """Per-run microseconds: at least `min_runs` runs and `min_secs` seconds, at most `max_secs` seconds;
+    with `target_ci` > 0, also until the mean's 95 % confidence interval is within ±target_ci %."""
     times = []
     start = time.perf_counter()
+    next_check = 0.0
     while True:
         t0 = time.perf_counter_ns()
         interpreter.invoke()
         times.append((time.perf_counter_ns() - t0) / 1000.0)
         elapsed = time.perf_counter() - start
-        if (len(times) >= min_runs and elapsed >= min_secs) or (max_secs > 0 and elapsed > max_secs):
+        if max_secs > 0 and elapsed > max_secs:
             return times
+        if len(times) >= min_runs and elapsed >= min_secs:
+            if target_ci <= 0:
+                return times
+            if elapsed >= next_check:  # the check costs O(runs): a few times a second is enough
+                next_check = elapsed + 0.25
+                ci = mean_ci(times)
+                if ci is not None and ci <= target_ci / 100.0 * (sum(times) / len(times)):
+                    return times
 
 
 def measure(flags):
@@ -212,7 +249,8 @@ def measure(flags):
         interpreter.set_tensor(detail["index"], _random_input(detail, rng))
     delegated, total = _delegated_nodes(interpreter)
     warm = _run_phase(interpreter, max(1, flags["warmup_runs"]), flags["warmup_min_secs"], flags["max_secs"])
-    runs = _run_phase(interpreter, max(1, flags["num_runs"]), flags["min_secs"], flags["max_secs"])
+    runs = _run_phase(interpreter, max(1, flags["num_runs"]), flags["min_secs"], flags["max_secs"],
+                      flags["target_ci"])
     rss_end, hwm = _memory_mb()
     delta = (lambda a: None if a is None or rss0 is None else max(0.0, a - rss0))
     return {"init_us": init_s * 1e6, "warmup_us": warm, "runs_us": runs, "mem_init_mb": delta(rss_init),
@@ -241,6 +279,8 @@ def format_output(flags, m):
     if m["delegated_nodes"]:
         lines.append(f"VERBOSE: Replacing {m['delegated_nodes']} out of {m['total_nodes']} node(s) with delegate "
                      f"(TfLiteXNNPackDelegate) node.")
+    elif m["total_nodes"] is not None:
+        lines.append(f"INFO: No delegate applied: all {m['total_nodes']} node(s) run on the built-in kernels.")
     lines += [
         f"INFO: Initialized session in {m['init_us'] / 1000.0:.3f}ms.",
         f"INFO: Running benchmark for at least {flags['warmup_runs']} iterations and at least "
@@ -254,6 +294,13 @@ def format_output(flags, m):
         f"INFO: Percentiles in us: p50={r['pct'][50]:g} p90={r['pct'][90]:g} p95={r['pct'][95]:g} "
         f"p99={r['pct'][99]:g}",
     ]
+    ci = mean_ci(m["runs_us"])
+    if ci is not None:
+        lines.append(f"INFO: 95% confidence interval of the mean in us: +-{ci:g} ({100.0 * ci / r['avg']:.2f} %) "
+                     f"from {BATCHES} batch means")
+        if flags["target_ci"] > 0 and 100.0 * ci / r["avg"] > flags["target_ci"]:
+            lines.append(f"WARNING: the confidence interval did not reach +-{flags['target_ci']:g} % within "
+                         f"--max_secs={flags['max_secs']:g}")
     if m["mem_init_mb"] is not None:
         lines.append("INFO: Memory footprint delta from the start of the tool (MB): "
                      f"init={m['mem_init_mb']:g} overall={m['mem_overall_mb']:g}")

@@ -27,11 +27,13 @@ _INIT_SESSION = re.compile(rf"Initialized session in ({_NUM}) ?ms")
 _PEAK = re.compile(rf"Peak memory footprint \(MB\): init=({_NUM}) overall=({_NUM})")
 _DELTA = re.compile(rf"Memory footprint delta from the start of the tool \(MB\): init=({_NUM}) overall=({_NUM})")
 _MONITORED = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring: ({_NUM})")
+_CI = re.compile(rf"95% confidence interval of the mean in us: \+-({_NUM})")
 _PERCENTILES = re.compile(rf"Percentiles in us: p50=({_NUM}) p90=({_NUM}) p95=({_NUM}) p99=({_NUM})")
 _REPLACING = re.compile(r"Replacing (\d+)(?: out of (\d+))? node\(s\) with delegate \(([^)]*)\)")
 _FULL = re.compile(r"Explicitly applied (\S+) delegate, and the model graph will be completely executed")
 _PARTIAL = re.compile(r"Explicitly applied (\S+) delegate, and the model graph will be partially executed"
                       r"(?: by the delegate w/ (\d+) delegate kernels)?")
+_NO_DELEGATE = re.compile(r"No delegate applied: all (\d+) node\(s\) run on the built-in kernels")
 _NOT_APPLIED = re.compile(r"Though (\S+) delegate is explicitly applied, the model graph will not be executed")
 _FAILED_DELEGATE = re.compile(r"Failed to apply (?:the )?(\S+) delegate")
 _THREADS = re.compile(r"^(?:Num threads|#threads used for CPU inference): \[(\d+)\]")
@@ -176,6 +178,10 @@ def parse_output(text, **known):
         if m:
             r.mem_peak_mb = float(m.group(1))
             continue
+        m = _CI.search(line)
+        if m:
+            r.ci95_ms = _ms(m.group(1))
+            continue
         m = _PERCENTILES.search(line)
         if m:
             r.p50_ms, r.p90_ms, r.p95_ms, r.p99_ms = (_ms(v) for v in m.groups())
@@ -185,6 +191,10 @@ def parse_output(text, **known):
             r.delegated_nodes = (r.delegated_nodes or 0) + int(m.group(1))
             if m.group(2):
                 r.total_nodes = int(m.group(2))
+            continue
+        m = _NO_DELEGATE.search(line)
+        if m:
+            r.delegated_nodes, r.total_nodes = 0, int(m.group(1))
             continue
         m = _NOT_APPLIED.search(line)
         if m:

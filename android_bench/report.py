@@ -33,7 +33,7 @@ def compare_ratios(results):
 def format_table(results, compare=False):
     """A fixed-width table: one row per (model, device, threads, delegate)."""
     ratios = compare_ratios(results) if compare else {}
-    header = ["model", "device", "thr", "delegate", "avg ms", "std", "p50", "p95", "init ms", "first ms",
+    header = ["model", "device", "thr", "delegate", "avg ms", "±95%", "std", "p50", "p95", "init ms", "first ms",
               "peak MB", "delegated"]
     if compare:
         header.append("vs first")
@@ -42,7 +42,7 @@ def format_table(results, compare=False):
     for r in results:
         delegated = "-" if r.delegated_nodes is None else (
             f"{r.delegated_nodes}/{r.total_nodes}" if r.total_nodes is not None else str(r.delegated_nodes))
-        row = [str(r.model), str(r.device), str(r.threads), str(r.delegate), _f(r.avg_ms, 3), _f(r.std_ms, 3),
+        row = [str(r.model), str(r.device), str(r.threads), str(r.delegate), _f(r.avg_ms, 3), _f(r.ci95_ms, 3), _f(r.std_ms, 3),
                _f(r.p50_ms, 3), _f(r.p95_ms, 3), _f(r.init_ms), _f(r.first_ms), _f(r.mem_peak_mb, 1), delegated]
         if compare:
             row.append(f"x{ratios[id(r)]:.3g}" if id(r) in ratios else "-")

@@ -4,7 +4,7 @@ import math
 
 # Fields in the order the JSON, the CSV and the table use.
 FIELDS = ("model", "device", "runner", "threads", "delegate", "ok", "error", "runs",
-          "init_ms", "first_ms", "warmup_avg_ms", "avg_ms", "std_ms", "min_ms", "max_ms",
+          "init_ms", "first_ms", "warmup_avg_ms", "avg_ms", "ci95_ms", "std_ms", "min_ms", "max_ms",
           "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mem_init_mb", "mem_overall_mb", "mem_peak_mb",
           "delegated_nodes", "total_nodes")
 
@@ -13,7 +13,8 @@ FIELDS = ("model", "device", "runner", "threads", "delegate", "ok", "error", "ru
 class BenchResult:
     """Latency and memory of one benchmark configuration; `None` wherever the tool did not say.
 
-    Times are milliseconds, memory is MB. `ok` is False when the run failed; `error` then says why
+    Times are milliseconds, memory is MB. `ci95_ms` is the half-width of the 95 % confidence interval of
+    `avg_ms` (batch means; printed by the edge runner and LocalRunner, not by benchmark_model). `ok` is False when the run failed; `error` then says why
     in one line. `op_profile` (per-op rows when op profiling was on) is kept out of the JSON.
     """
     model: str = None
@@ -28,6 +29,7 @@ class BenchResult:
     first_ms: float = None
     warmup_avg_ms: float = None
     avg_ms: float = None
+    ci95_ms: float = None
     std_ms: float = None
     min_ms: float = None
     max_ms: float = None

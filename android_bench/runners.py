@@ -1,8 +1,8 @@
-"""Benchmark configurations, the in-process LocalRunner, and running a models × configs × devices matrix.
+"""Benchmark configurations, the LocalRunner, and running a models × configs × devices matrix.
 
 A runner measures one (model, config) at a time and returns a `BenchResult`:
 
-- `LocalRunner` (this module): LiteRT in this process, the same statistics as the edge runner.
+- `LocalRunner` (this module): the edge runner with LiteRT in a child process on this machine.
 - `AdbRunner` (android_bench.adb_runner): the user's benchmark_model on an Android device.
 - `SshRunner` (android_bench.ssh_runner): edge_runner.py on a Linux board over ssh.
 """
@@ -10,10 +10,14 @@ import concurrent.futures
 import dataclasses
 import glob
 import os
+import signal
+import subprocess
+import sys
 import time
 
 from android_bench import edge_runner
 from android_bench.errors import BenchError, DeviceGoneError, FatalDeviceError
+from android_bench.parse import parse_output
 from android_bench.results import BenchResult
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
@@ -31,6 +35,9 @@ class BenchConfig:
       min_secs: --min_secs, the minimum time of the timed runs. Defaults to `1.0`.
       warmup_min_secs: --warmup_min_secs. Defaults to `0.5`.
       op_profiling: --enable_op_profiling. Defaults to `False`.
+      max_secs: --max_secs, the most seconds a phase (warm-up or timed runs) may take. Defaults to `150`.
+      target_ci: the edge runner's --target_ci: run until the 95 % confidence interval of the mean is
+        within ±target_ci % (local and ssh devices; benchmark_model has no such flag). Defaults to `0` (off).
     """
     threads: int = 1
     delegate: str = "xnnpack"
@@ -39,6 +46,8 @@ class BenchConfig:
     min_secs: float = 1.0
     warmup_min_secs: float = 0.5
     op_profiling: bool = False
+    max_secs: float = 150.0
+    target_ci: float = 0.0
 
     def __post_init__(self):
         if self.delegate not in DELEGATES:
@@ -46,14 +55,17 @@ class BenchConfig:
         if int(self.threads) < 1 or int(self.runs) < 1 or int(self.warmup) < 0:
             raise BenchError(f"threads and runs must be >= 1 and warmup >= 0. Got: threads={self.threads}, "
                              f"runs={self.runs}, warmup={self.warmup}")
-        if self.min_secs < 0 or self.warmup_min_secs < 0:
-            raise BenchError(f"min_secs must be >= 0. Got: {self.min_secs}")
+        if self.min_secs < 0 or self.warmup_min_secs < 0 or self.target_ci < 0:
+            raise BenchError(f"min_secs, warmup_min_secs and target_ci must be >= 0. Got: {self.min_secs}, "
+                             f"{self.warmup_min_secs}, {self.target_ci}")
+        if self.max_secs <= 0:
+            raise BenchError(f"max_secs must be > 0. Got: {self.max_secs}")
 
     def flags(self, graph):
         """benchmark_model's command-line flags for this configuration."""
         out = [f"--graph={graph}", f"--num_threads={self.threads}", f"--num_runs={self.runs}",
                f"--warmup_runs={self.warmup}", f"--min_secs={self.min_secs:g}",
-               f"--warmup_min_secs={self.warmup_min_secs:g}",
+               f"--warmup_min_secs={self.warmup_min_secs:g}", f"--max_secs={self.max_secs:g}",
                f"--use_xnnpack={'true' if self.delegate == 'xnnpack' else 'false'}"]
         if self.delegate == "gpu":
             out.append("--use_gpu=true")
@@ -61,23 +73,9 @@ class BenchConfig:
             out.append("--use_nnapi=true")
         if self.op_profiling:
             out.append("--enable_op_profiling=true")
+        if self.target_ci:
+            out.append(f"--target_ci={self.target_ci:g}")
         return out
-
-    def edge_flags(self, graph):
-        return edge_runner.parse_flags(self.flags(graph))
-
-
-def result_from_measure(m, **known):
-    """A BenchResult from edge_runner.measure's raw numbers (µs -> ms)."""
-    warm, run = edge_runner.stats(m["warmup_us"]), edge_runner.stats(m["runs_us"])
-    ms = 1e-3
-    return BenchResult(
-        runs=run["count"], init_ms=m["init_us"] * ms, first_ms=warm["first"] * ms,
-        warmup_avg_ms=warm["avg"] * ms, avg_ms=run["avg"] * ms, std_ms=run["std"] * ms,
-        min_ms=run["min"] * ms, max_ms=run["max"] * ms, p50_ms=run["pct"][50] * ms,
-        p90_ms=run["pct"][90] * ms, p95_ms=run["pct"][95] * ms, p99_ms=run["pct"][99] * ms,
-        mem_init_mb=m["mem_init_mb"], mem_overall_mb=m["mem_overall_mb"], mem_peak_mb=m["mem_peak_mb"],
-        delegated_nodes=m["delegated_nodes"], total_nodes=m["total_nodes"], **known)
 
 
 class Runner:
@@ -129,40 +127,69 @@ def mask_cpus(mask):
 
 
 class LocalRunner(Runner):
-    """Benchmarks in this process with LiteRT (ai_edge_litert, else tflite_runtime).
+    """Benchmarks on this machine: the edge runner with LiteRT (ai_edge_litert, else tflite_runtime) in a
+    child process per configuration, so every run starts from a fresh process (clean memory figures, no
+    state left by the previous model), a crash fails only its configuration, and a hung run is killed.
 
     Args:
-      cpu_mask: hexadecimal CPU mask; the process is pinned to those CPUs during each run (Linux).
-        Defaults to `None`.
+      cpu_mask: hexadecimal CPU mask; each run is pinned to those CPUs (Linux). Defaults to `None`.
+      timeout: seconds one configuration may take before its process is killed. Defaults to `600`.
+      python: the interpreter that runs the edge runner. Defaults to this one.
     """
     name = "local"
 
-    def __init__(self, device="local", cpu_mask=None):
+    def __init__(self, device="local", cpu_mask=None, timeout=600.0, python=None):
         self.device = device
         self.cpus = None
+        self.timeout = float(timeout)
+        self.python = python or sys.executable
         if cpu_mask is not None:
             usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
             self.cpus = mask_cpus(cpu_mask) & usable
             if not self.cpus:
                 raise BenchError(f"--cpu_mask {cpu_mask} selects none of this machine's CPUs {sorted(usable)}")
 
+    def command(self, model, config):
+        return [self.python, edge_runner.__file__.replace(".pyc", ".py")] + config.flags(model)
+
     def run(self, model, config):
         known = self.known(model, config)
-        saved = os.sched_getaffinity(0) if self.cpus else None
+        cpus = self.cpus
         try:
-            if self.cpus:
-                os.sched_setaffinity(0, self.cpus)
-            m = edge_runner.measure(config.edge_flags(model))
-        except edge_runner.BenchmarkError as e:
-            message = f"Failed to apply {e.delegate} delegate: {e}" if e.delegate else str(e)
-            return BenchResult(**known).failed(message)
-        finally:
-            if saved is not None:
-                os.sched_setaffinity(0, saved)
-        return result_from_measure(m, **known)
+            proc = subprocess.Popen(self.command(model, config), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True,
+                                    preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+        except OSError as e:
+            raise FatalDeviceError(f"cannot start {self.python}: {e.strerror}") from None
+        try:
+            text, _ = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return BenchResult(**known).failed(f"timed out after {self.timeout:g} s; the run was killed")
+        except BaseException:  # Ctrl-C: take the child down with us
+            _kill_group(proc)
+            raise
+        result = parse_output(text, **known)
+        if proc.returncode < 0:
+            try:
+                name = signal.Signals(-proc.returncode).name
+            except ValueError:
+                name = f"signal {-proc.returncode}"
+            return result.failed(f"the benchmark process died with {name}")
+        if result.ok and proc.returncode != 0:
+            result.failed(f"edge runner exited with {proc.returncode}")
+        return result
 
     def temperatures(self):
         return read_local_temperatures()
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
 
 
 def cool_down(runner, seconds, baseline, margin=1000, limit=None, sleep=time.sleep, clock=time.monotonic):

@@ -7,7 +7,8 @@ Runs `tfcompress bench MODEL` REPEATS times (each a fresh process, as a user wou
 - the harness overhead per model: wall time of the command minus the time spent inside the warm-up
   and timed runs (runs × avg_ms + warm-ups × warmup_avg_ms; target ≤ 2 s).
 
-    python benchmarks/bench_stability.py --json stability.json [--model M.tflite] [--repeats 5]
+    python benchmarks/bench_stability.py --json stability.json [--model M.tflite] [--repeats 5] \
+        [--target_ci 1] [--cpu_mask 2]
 """
 import argparse
 import json
@@ -45,6 +46,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--delegate", default="xnnpack")
     parser.add_argument("--cpu_mask", help="pin the runs (e.g. 1 for CPU 0)")
+    parser.add_argument("--target_ci", type=float, default=0.0,
+                        help="bench --target_ci: run until the mean's 95%% CI is within ± this %%")
+    parser.add_argument("--max_secs", type=float, default=150.0)
     args = parser.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="bench-stability-")
@@ -57,13 +61,16 @@ def main(argv=None):
                "--warmup_min_secs", "0", "--min_secs", str(args.min_secs)]
         if args.cpu_mask:
             cmd += ["--cpu_mask", args.cpu_mask]
+        if args.target_ci:
+            cmd += ["--target_ci", str(args.target_ci), "--max_secs", str(args.max_secs)]
         load = os.getloadavg()[0]
         start = time.perf_counter()
         subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
         wall = time.perf_counter() - start
         [r] = json.load(open(out))
         inside = (r["runs"] * r["avg_ms"] + args.warmup * r["warmup_avg_ms"]) / 1000.0
-        rows.append({"repeat": i + 1, "avg_ms": r["avg_ms"], "std_ms": r["std_ms"], "p50_ms": r["p50_ms"],
+        rows.append({"repeat": i + 1, "avg_ms": r["avg_ms"], "ci95_ms": r["ci95_ms"], "std_ms": r["std_ms"],
+                     "p50_ms": r["p50_ms"],
                      "runs": r["runs"], "wall_s": wall, "inside_runs_s": inside, "overhead_s": wall - inside,
                      "loadavg_1min": load})
 
@@ -74,15 +81,16 @@ def main(argv=None):
     overhead = max(row["overhead_s"] for row in rows)
     summary = {"model": model, "threads": args.threads, "delegate": args.delegate, "repeats": args.repeats,
                "mean_avg_ms": statistics.mean(avgs), "cv_avg_ms_percent": cv,
-               "cv_p50_ms_percent": cv_p50, "cpus": os.cpu_count(), "min_secs": args.min_secs, "max_overhead_s": overhead,
+               "cv_p50_ms_percent": cv_p50, "cpus": os.cpu_count(), "min_secs": args.min_secs,
+               "target_ci": args.target_ci, "cpu_mask": args.cpu_mask, "max_overhead_s": overhead,
                "mean_overhead_s": statistics.mean(row["overhead_s"] for row in rows),
                "cv_target_percent": 3.0, "overhead_target_s": 2.0,
                "pass": cv <= 3.0 and overhead <= 2.0, "repeats_detail": rows}
 
-    print(f"{'repeat':>6}  {'avg ms':>8}  {'std ms':>7}  {'p50 ms':>7}  {'runs':>5}  {'wall s':>7}  {'in runs s':>9}  "
+    print(f"{'repeat':>6}  {'avg ms':>8}  {'±95% ms':>8}  {'std ms':>7}  {'p50 ms':>7}  {'runs':>5}  {'wall s':>7}  {'in runs s':>9}  "
           f"{'overhead s':>10}  {'load':>5}")
     for row in rows:
-        print(f"{row['repeat']:>6}  {row['avg_ms']:8.3f}  {row['std_ms']:7.3f}  {row['p50_ms']:7.3f}  {row['runs']:>5}  "
+        print(f"{row['repeat']:>6}  {row['avg_ms']:8.3f}  {row['ci95_ms']:8.3f}  {row['std_ms']:7.3f}  {row['p50_ms']:7.3f}  {row['runs']:>5}  "
               f"{row['wall_s']:7.2f}  {row['inside_runs_s']:9.2f}  {row['overhead_s']:10.2f}  {row['loadavg_1min']:5.2f}")
     print(f"\nmean avg_ms {summary['mean_avg_ms']:.3f} ms, CV {cv:.2f} % (target ≤ 3 %; p50 CV {cv_p50:.2f} %), "
           f"overhead max {overhead:.2f} s / mean {summary['mean_overhead_s']:.2f} s (target ≤ 2 s): "

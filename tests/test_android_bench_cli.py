@@ -4,6 +4,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -63,6 +64,9 @@ def test_local_matrix_outputs_and_compare(models, tmp_path, capsys):
     (["{dense}", "--device", "adb:1.2.3.4:5", "--adb", "/no/adb"], "adb at /no/adb is not an executable"),
     (["{notflite}"], "is not a .tflite file"),
     (["{dense}", "--cpu_mask", "zz"], "--cpu_mask must be hexadecimal"),
+    (["{dense}", "--target_ci", "-1"], "target_ci must be >= 0"),
+    (["{dense}", "--max_secs", "0"], "max_secs must be > 0"),
+    (["{dense}", "--device", "adb:1.2.3.4:5", "--target_ci", "1"], "--target_ci works on local and ssh"),
 ])
 def test_bad_input_is_one_line_no_output(models, tmp_path, capsys, argv, message):
     notflite = tmp_path / "x.tflite"
@@ -94,6 +98,30 @@ def test_local_delegate_failure_is_per_configuration(models, tmp_path, capsys):
     assert gpu["error"].startswith("Failed to apply GPU delegate") and nnapi["error"].startswith(
         "Failed to apply NNAPI delegate")
     assert cpu["ok"] and cpu["avg_ms"] > 0
+
+
+def test_local_hung_run_is_killed_at_timeout(models, tmp_path, capsys):
+    j = tmp_path / "r.json"
+    start = time.monotonic()
+    rc = cli(["bench", models["dense"], models["conv"], "--min_secs", "60", "--timeout", "2", "--json", str(j)])
+    capsys.readouterr()
+    assert rc == 1 and time.monotonic() - start < 15  # both killed at 2 s, not run for 60 s
+    dense, conv = json.loads(j.read_text())
+    assert dense["error"] == conv["error"] == "timed out after 2 s; the run was killed"
+
+
+def test_local_runs_until_the_confidence_interval_is_reached(models):
+    base = dict(runs=5, min_secs=0.2, warmup_min_secs=0)
+    plain = LocalRunner().run(models["conv"], BenchConfig(**base))
+    assert plain.ok and 0 < plain.ci95_ms < plain.max_ms  # printed whenever there are >= 20 runs
+    # an impossible target: runs go on to --max_secs, and the interval is still reported
+    start = time.monotonic()
+    capped = LocalRunner().run(models["conv"], BenchConfig(**base, target_ci=1e-6, max_secs=1.5))
+    assert capped.ok and time.monotonic() - start >= 1.5 and capped.runs > plain.runs
+    assert capped.ci95_ms > 1e-8 * capped.avg_ms
+    # an easy one stops as soon as --num_runs and --min_secs are met
+    easy = LocalRunner().run(models["conv"], BenchConfig(**base, target_ci=50, max_secs=30))
+    assert easy.ok and easy.ci95_ms <= 0.5 * easy.avg_ms and easy.runs < 3 * plain.runs
 
 
 def test_local_runner_broken_model_and_cpu_mask(models):

@@ -1,6 +1,7 @@
 """android_bench.parse against real benchmark_model outputs (tests/data/benchmark_outputs/SOURCES.md)."""
 import os
 
+import numpy as np
 import pytest
 
 from android_bench import parse_output
@@ -161,3 +162,24 @@ def test_known_fields_win_and_round_trip():
     assert BenchResult.from_dict(d) == r
     with pytest.raises(ValueError, match="unknown"):
         BenchResult.from_dict({"avg": 1})
+
+
+def test_mean_ci_is_the_batch_means_interval():
+    from android_bench.edge_runner import mean_ci
+    rng = np.random.default_rng(0)
+    times = list(rng.normal(1000.0, 50.0, size=1003))
+    means = np.asarray(times[3:]).reshape(10, 100).mean(1)  # the 3 oldest runs are dropped
+    assert mean_ci(times) == pytest.approx(2.2622 * means.std(ddof=1) / np.sqrt(10), rel=1e-9)
+    assert mean_ci(times[:19]) is None
+    # a drift between the first and second half widens the interval far beyond the i.i.d. standard error
+    drift = list(rng.normal(1000.0, 5.0, size=500)) + list(rng.normal(1100.0, 5.0, size=500))
+    assert mean_ci(drift) > 5 * 1.96 * np.std(drift) / np.sqrt(len(drift))
+
+
+def test_edge_runner_ci_line_is_parsed():
+    text = ("INFO: Inference timings in us: Init: 100, First inference: 900, Warmup (avg): 900, Inference (avg): 800\n"
+            "INFO: 95% confidence interval of the mean in us: +-12.5 (1.56 %) from 10 batch means\n"
+            "INFO: No delegate applied: all 7 node(s) run on the built-in kernels.\n")
+    r = parse_output(text)
+    assert r.ok and r.avg_ms == 0.8 and r.ci95_ms == 0.0125
+    assert (r.delegated_nodes, r.total_nodes) == (0, 7)

@@ -24,6 +24,11 @@ def add_parser(parser):
     parser.add_argument("--warmup", type=int, default=1, help="--warmup_runs (default 1)")
     parser.add_argument("--min_secs", type=float, default=1.0, help="minimum seconds of timed runs (default 1)")
     parser.add_argument("--warmup_min_secs", type=float, default=0.5, help="minimum warm-up seconds (default 0.5)")
+    parser.add_argument("--max_secs", type=float, default=150.0,
+                        help="most seconds of warm-up or of timed runs (default 150)")
+    parser.add_argument("--target_ci", type=float, default=0.0, metavar="PCT",
+                        help="local and ssh devices: keep running (up to --max_secs) until the 95%% confidence "
+                             "interval of the mean is within ±PCT %% of it (default 0: off)")
     parser.add_argument("--enable_op_profiling", action="store_true", help="print the slowest ops (adb)")
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON (a list of BenchResult)")
     parser.add_argument("--csv", metavar="OUT", help="write the results as CSV")
@@ -70,7 +75,8 @@ def _configs(args):
         raise InputError(f"--timeout must be > 0 and --cooldown >= 0. Got: {args.timeout}, {args.cooldown}")
     try:
         return [BenchConfig(threads=t, delegate=d, runs=args.runs, warmup=args.warmup, min_secs=args.min_secs,
-                            warmup_min_secs=args.warmup_min_secs, op_profiling=args.enable_op_profiling)
+                            warmup_min_secs=args.warmup_min_secs, op_profiling=args.enable_op_profiling,
+                            max_secs=args.max_secs, target_ci=args.target_ci)
                 for t in threads for d in delegates]
     except BenchError as e:
         raise InputError(str(e)) from None
@@ -88,11 +94,14 @@ def _runners(args):
         for spec in dict.fromkeys(specs):
             kind, _, rest = spec.partition(":")
             if kind == "local" and not rest:
-                runners.append(LocalRunner(cpu_mask=args.cpu_mask))
+                runners.append(LocalRunner(cpu_mask=args.cpu_mask, timeout=args.timeout))
             elif kind == "ssh":
                 runners.append(SshRunner(rest, python=args.remote_python, timeout=args.timeout, keep=args.keep,
                                          cpu_mask=args.cpu_mask))
             elif kind == "adb":
+                if args.target_ci:
+                    raise InputError("--target_ci works on local and ssh devices only: benchmark_model on "
+                                     "Android has no such flag (raise --min_secs instead)")
                 for serial in _adb_serials(Adb(path=args.adb), rest):
                     runners.append(AdbRunner(Adb(serial=serial, path=args.adb), args.binary, keep=args.keep,
                                              timeout=args.timeout, cpu_mask=args.cpu_mask))

@@ -185,6 +185,7 @@ class BenchConfig:
     runs: int = 50
     warmup: int = 5
     min_secs: float = 1.0
+    target_ci: float = 0.0
 
 
 @register_stage("bench", BenchConfig)
@@ -199,7 +200,8 @@ def bench(state, config):
         for threads in config.threads:
             for delegate in config.delegate:
                 results.append(runner.run(path, Config(threads=threads, delegate=delegate, runs=config.runs,
-                                                       warmup=config.warmup, min_secs=config.min_secs)))
+                                                       warmup=config.warmup, min_secs=config.min_secs,
+                                                       target_ci=config.target_ci)))
     state["bench"] = [r.to_dict() for r in results]
     state["echo"]("\n".join("  " + line for line in format_table(results).splitlines()))
 
