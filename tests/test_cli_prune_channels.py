@@ -66,3 +66,12 @@ def test_global_ranking_flag(model_path, tmp_path):
     out = str(tmp_path / "g.keras")
     assert cli.main(["prune-channels", model_path, "-o", out, "--ratio", "0.3", "--global_ranking"]) == 0
     assert os.path.exists(out)
+
+
+def test_keep_residual_flag(model_path, tmp_path, capsys):
+    out, js = str(tmp_path / "r.keras"), str(tmp_path / "r.json")
+    assert cli.main(["prune-channels", model_path, "-o", out, "--keep_residual", "--json", js]) == 0
+    small, toy = keras.models.load_model(out, compile=False), keras.models.load_model(model_path, compile=False)
+    assert small.get_layer("stem_conv").filters == 16  # the stem feeds the first residual add: kept whole
+    assert small.get_layer("b1a_conv").filters < toy.get_layer("b1a_conv").filters  # inside a block: pruned
+    assert json.load(open(js))["keep_residual"] is True

@@ -53,6 +53,21 @@ def test_mobilenet_removal_equals_zeroing_and_halves_flops(mobilenet):
     assert r.model.output_shape == (None, 10) and r.model.input_shape == (None, 16, 16, 1)
 
 
+def test_keep_residual_prunes_inside_the_blocks_only(mobilenet):
+    x = _x((16, 16, 1))
+    r = plan_and_prune(mobilenet, 0.5, round_to=8, keep_residual=True)
+    assert np.abs(r.model(x).numpy() - zero_consumer_rows(mobilenet, r.removed)(x).numpy()).max() <= 1e-5
+    for add in ("block2_add", "block4_add"):  # the residual streams keep every channel
+        assert r.model.get_layer(add).output_shape == mobilenet.get_layer(add).output_shape
+    assert r.model.get_layer("block4_dw").output_shape[-1] == 64  # 128 expansion channels -> 64
+    assert r.model.get_layer("block0_project").filters == 8  # a bottleneck outside any residual still prunes
+    assert flops(r.model) <= 0.55 * flops(mobilenet)
+    masked = tfc.prune_channels(mobilenet, tfc.ConstantSparsity(0.5, begin_step=0), keep_residual=True)
+    names = {layer.name for layer in masked.layers}
+    assert "block4_dw_relu6_chmask" in names and "block0_project_bn_chmask" in names
+    assert "block1_project_bn_chmask" not in names and "block3_project_bn_chmask" not in names  # streams
+
+
 def test_channel_counts_and_round_to(toy):
     small = tfc.prune_channels(toy, 0.5)
     assert small.get_layer("stem_conv").filters == 8 and small.get_layer("b1b_conv").filters == 8

@@ -24,6 +24,8 @@ def add_parser(p):
     p.add_argument("--seed", type=int, default=0, help="seed of the random criterion (default: 0)")
     p.add_argument("--global_ranking", action="store_true",
                    help="rank channels across groups: the same total is removed where scores are lowest")
+    p.add_argument("--keep_residual", action="store_true",
+                   help="leave residual streams (groups joined by Add and the like) whole; prune inside the blocks")
     p.add_argument("--groups", action="store_true", help="also print the channel groups of the model")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the numbers as JSON to PATH")
 
@@ -94,7 +96,7 @@ def main(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = plan_and_prune(model, ratio, args.criterion, data, args.round_to, skip, args.seed,
-                                args.global_ranking)
+                                args.global_ranking, args.keep_residual)
     small = result.model
     for note in result.notes:
         print(f"note: {note}")
@@ -110,5 +112,6 @@ def main(args):
     if args.json:
         write_text(args.json, json.dumps({"model": args.model, "output": out, "ratio": ratio,
                                           "criterion": args.criterion, "round_to": args.round_to,
+                                          "keep_residual": args.keep_residual,
                                           "before": before, "after": after, "notes": result.notes}, indent=2))
     return 0

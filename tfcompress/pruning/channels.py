@@ -247,15 +247,25 @@ class PruneResult:
     notes: list
 
 
+def residual_merges(graph):
+    """Names of the layers that join tensors elementwise (Add, Subtract, Multiply, Average, Maximum): the
+    residual streams are the groups of their outputs."""
+    return [name for name in graph.order if graph.roles.get(name) == "merge"]
+
+
+def _skip(graph, skip, keep_residual):
+    return list(skip or ()) + (residual_merges(graph) if keep_residual else [])
+
+
 def plan_and_prune(model, ratio=0.5, criterion="l1", data=None, round_to=None, skip=None, seed=0,
-                   global_ranking=False):
+                   global_ranking=False, keep_residual=False):
     """`prune_channels` that also returns the removed class ids and the notes about blocked groups."""
     check_model(model)
     model = functional(model)
     if round_to is not None and (not isinstance(round_to, int) or isinstance(round_to, bool) or round_to < 1):
         raise InputError(f"round_to must be a positive integer or None. Got: {round_to!r}")
     graph = ChannelGraph(model)
-    ratios = group_ratios(graph, ratio, skip)
+    ratios = group_ratios(graph, ratio, _skip(graph, skip, keep_residual))
     importance = _criteria.get(criterion, model, graph, data, seed)
     removed = choose(graph, ratios, importance, round_to, global_ranking=global_ranking)
     notes = blocked_notes(graph, ratios)
@@ -265,7 +275,7 @@ def plan_and_prune(model, ratio=0.5, criterion="l1", data=None, round_to=None, s
 
 
 def prune_channels(model, ratio=0.5, criterion="l1", data=None, round_to=None, skip=None, seed=0,
-                   global_ranking=False):
+                   global_ranking=False, keep_residual=False):
     """Removes whole channels (filters, units) and returns a smaller model with the kept weights.
 
     Channels coupled by residual adds, concatenations, depthwise convolutions, BN and Flatten are
@@ -290,6 +300,11 @@ def prune_channels(model, ratio=0.5, criterion="l1", data=None, round_to=None, s
       global_ranking: rank channels across groups instead of removing `ratio` of each group: the same
         total number of channels goes, where the criterion scores lowest (each group keeps >= 10 %), as in
         network slimming's global threshold. Defaults to `False`.
+      keep_residual: leave the residual streams (the groups joined by Add, Subtract, Multiply, Average or
+        Maximum) whole and prune the channels inside the blocks. The usual choice for inverted-residual
+        networks such as MobileNetV2: the streams are thin and feed every block, and the depthwise
+        convolutions, whose cost follows the expansion channels, then shrink with the FLOPs, so the
+        TFLite speed-up tracks the FLOP reduction (BENCHMARKS.md). Defaults to `False`.
 
     Returns:
       A new, uncompiled tf-keras model.
@@ -300,8 +315,11 @@ def prune_channels(model, ratio=0.5, criterion="l1", data=None, round_to=None, s
     """
     if isinstance(ratio, Schedule) or (isinstance(ratio, dict) and any(isinstance(v, Schedule)
                                                                          for v in ratio.values())):
+        if keep_residual:
+            check_model(model)
+            skip = _skip(ChannelGraph(functional(model)), skip, True)
         return _channel_masks.mask_channels(model, ratio, criterion, round_to, skip, seed)
-    return plan_and_prune(model, ratio, criterion, data, round_to, skip, seed, global_ranking).model
+    return plan_and_prune(model, ratio, criterion, data, round_to, skip, seed, global_ranking, keep_residual).model
 
 
 def zeroed_reference(model, removed):
@@ -338,7 +356,7 @@ _ZEROABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, kera
 
 
 def ratio_for_flops(model, fraction, round_to=None, skip=None, tol=0.005, criterion="l1", data=None, seed=0,
-                    global_ranking=False):
+                    global_ranking=False, keep_residual=False):
     """The smallest ratio whose pruned model keeps at most `fraction` of the FLOPs (bisection).
 
     With uniform ratios the kept counts, hence the FLOPs, do not depend on the criterion; with
@@ -347,6 +365,7 @@ def ratio_for_flops(model, fraction, round_to=None, skip=None, tol=0.005, criter
     from tfcompress.analysis import flops
     model = functional(model)
     graph = ChannelGraph(model)
+    skip = _skip(graph, skip, keep_residual)
     total = flops(model)
     lo, hi = 0.0, 0.99
     importance = _criteria.get(criterion, model, graph, data, seed)
