@@ -3,8 +3,9 @@
 Parts (``--parts``, comma-separated):
 
 * ``exact``: on a ResNet-style model (identity and projection residuals, 64x64x3, widths 32-128) and the
-  MobileNetV2-style reference model, ratio 0.5: the shrunk model's outputs against the original with the
-  removed channels zeroed at every consumer (max abs diff), and the FLOP reduction.
+  MobileNetV2-style reference model, ratio 0.5 (uniform, and for MobileNetV2 also ``keep_residual=True``):
+  the shrunk model's outputs against the original with the removed channels zeroed at every consumer
+  (max abs diff), and the FLOP reduction.
 * ``latency``: both models exported to float32 and int8 TFLite (``tfc.export``), timed with the LiteRT
   Interpreter (1 thread, XNNPACK), original and shrunk interleaved; speed-up vs FLOP reduction.
 * ``accuracy``: digits, a small ResNet-style model; per seed: train, prune to 50 % FLOPs with l1, bn_gamma
@@ -76,22 +77,28 @@ def _models():
 
 
 def exactness(models, ratio=0.5, round_to=8):
-    rows = []
+    """Per model: uniform `ratio` on every group, and for the MobileNetV2-style ones also `keep_residual`
+    (the residual streams whole, the channels inside the blocks at `ratio`)."""
+    rows, variants = [], {}
     for name, (model, shape) in models.items():
         x = np.random.default_rng(0).normal(size=(16,) + shape).astype(np.float32)
-        r = plan_and_prune(model, ratio, round_to=round_to)
-        ref = zeroed_reference(model, r.removed)(x).numpy()
-        rows.append({"model": name, "ratio": ratio, "round_to": round_to,
-                     "max_abs_diff": float(np.abs(r.model(x).numpy() - ref).max()),
-                     "output_scale": float(np.abs(ref).max()),
-                     "flops_before": flops(model), "flops_after": flops(r.model),
-                     "flop_reduction": 1 - flops(r.model) / flops(model),
-                     "params_before": params(model), "params_after": params(r.model)})
-        models[name] = (model, shape, r.model)
-    print(f"\n{'model':<23}{'max|diff|':>11}{'|out|':>8}{'FLOPs before':>14}{'after':>12}{'removed':>9}"
+        for keep in (False, True) if name.startswith("mobilenet") else (False,):
+            r = plan_and_prune(model, ratio, round_to=round_to, keep_residual=keep)
+            ref = zeroed_reference(model, r.removed)(x).numpy()
+            tag = name + (" keep_residual" if keep else "")
+            rows.append({"model": tag, "ratio": ratio, "round_to": round_to, "keep_residual": keep,
+                         "max_abs_diff": float(np.abs(r.model(x).numpy() - ref).max()),
+                         "output_scale": float(np.abs(ref).max()),
+                         "flops_before": flops(model), "flops_after": flops(r.model),
+                         "flop_reduction": 1 - flops(r.model) / flops(model),
+                         "params_before": params(model), "params_after": params(r.model)})
+            variants[tag] = (model, shape, r.model)
+    models.clear()
+    models.update(variants)
+    print(f"\n{'model':<37}{'max|diff|':>11}{'|out|':>8}{'FLOPs before':>14}{'after':>12}{'removed':>9}"
           f"{'params before':>15}{'after':>9}")
     for r in rows:
-        print(f"{r['model']:<23}{r['max_abs_diff']:>11.2e}{r['output_scale']:>8.2f}{r['flops_before']:>14,}"
+        print(f"{r['model']:<37}{r['max_abs_diff']:>11.2e}{r['output_scale']:>8.2f}{r['flops_before']:>14,}"
               f"{r['flops_after']:>12,}{r['flop_reduction']:>8.1%}{r['params_before']:>15,}{r['params_after']:>9,}")
     return rows
 
@@ -133,9 +140,10 @@ def latency(models, runs=300):
     with tempfile.TemporaryDirectory() as folder:
         for name, (model, shape, small) in models.items():
             x = np.random.default_rng(0).uniform(0, 1, (64,) + shape).astype(np.float32)
+            tag = name.replace(" ", "_")
             fr = flops(model) / flops(small)
             for mode in ("float32", "int8"):
-                a, b = _tflite(model, mode, x, folder, name), _tflite(small, mode, x, folder, name + "_small")
+                a, b = _tflite(model, mode, x, folder, tag), _tflite(small, mode, x, folder, tag + "_small")
                 ta, tb = _time_pair([a, b], runs)
                 speed_med = np.median(ta) / np.median(tb)
                 speed_min = np.percentile(ta, 10) / np.percentile(tb, 10)
@@ -145,10 +153,10 @@ def latency(models, runs=300):
                              "flop_ratio": fr, "speedup_median": float(speed_med), "speedup_p10": float(speed_min),
                              "efficiency_median": float(speed_med / fr), "efficiency_p10": float(speed_min / fr),
                              "orig_bytes": os.path.getsize(a), "small_bytes": os.path.getsize(b)})
-    print(f"\n{'model':<23}{'mode':<9}{'orig ms':>9}{'small ms':>10}{'FLOP x':>8}{'speed-up':>10}{'eff.':>7}"
+    print(f"\n{'model':<37}{'mode':<9}{'orig ms':>9}{'small ms':>10}{'FLOP x':>8}{'speed-up':>10}{'eff.':>7}"
           f"{'median-based':>14}")
     for r in rows:
-        print(f"{r['model']:<23}{r['mode']:<9}{r['orig_ms_p10']:>9.3f}{r['small_ms_p10']:>10.3f}"
+        print(f"{r['model']:<37}{r['mode']:<9}{r['orig_ms_p10']:>9.3f}{r['small_ms_p10']:>10.3f}"
               f"{r['flop_ratio']:>8.2f}{r['speedup_p10']:>10.2f}{r['efficiency_p10']:>7.2f}"
               f"{r['speedup_median']:>9.2f} {r['efficiency_median']:>4.2f}")
     print("ms = 10th percentile of interleaved invocations (1 thread, XNNPACK; robust to other processes on a "
