@@ -5,7 +5,10 @@ Runs `tfcompress bench MODEL` REPEATS times (each a fresh process, as a user wou
 
 - the coefficient of variation of avg_ms across the repetitions (target ≤ 3 %);
 - the harness overhead per model: wall time of the command minus the time spent inside the warm-up
-  and timed runs (runs × avg_ms + warm-ups × warmup_avg_ms; target ≤ 2 s).
+  and timed runs (runs × avg_ms + warm-ups × warmup_avg_ms; target ≤ 2 s);
+- the machine's own drift at the same time scale: after each repetition, a fixed NumPy matrix-multiply
+  loop that fits in the L1 cache runs for as long as that repetition's timed runs did, on the same CPUs,
+  in a fresh process; the CV of its mean time per loop is the floor no harness can go below.
 
     python benchmarks/bench_stability.py --json stability.json [--model M.tflite] [--repeats 5] \
         [--target_ci 1] [--cpu_mask 2]
@@ -33,6 +36,33 @@ def build_model(path):
         "open(sys.argv[1], 'wb').write(tf.lite.TFLiteConverter.from_keras_model(m).convert())\n")
     subprocess.run([sys.executable, "-c", code, path, REPO], check=True, capture_output=True)
     return path
+
+
+REFERENCE = (
+    "import os, sys, time\n"
+    "os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')\n"
+    "import numpy as np\n"
+    "if sys.argv[2]: os.sched_setaffinity(0, {i for i in range(64) if int(sys.argv[2], 16) >> i & 1})\n"
+    "a = np.random.default_rng(0).random((64, 64), dtype=np.float32)\n"
+    "times, end = [], time.perf_counter() + float(sys.argv[1])\n"
+    "while time.perf_counter() < end:\n"
+    "    t = time.perf_counter()\n"
+    "    for _ in range(200):\n"
+    "        a @ a\n"
+    "    times.append(time.perf_counter() - t)\n"
+    "print(1000.0 * sum(times) / len(times))\n")
+
+
+def reference_ms(seconds, cpu_mask=None):
+    """Mean ms of a fixed L1-resident compute loop run for `seconds` in a fresh single-threaded process."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", REFERENCE, str(seconds), cpu_mask or ""], check=True,
+                         capture_output=True, text=True, env=env)
+    return float(out.stdout.strip())
+
+
+def _cv(values):
+    return 100.0 * statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else 0.0
 
 
 def main(argv=None):
@@ -69,30 +99,33 @@ def main(argv=None):
         wall = time.perf_counter() - start
         [r] = json.load(open(out))
         inside = (r["runs"] * r["avg_ms"] + args.warmup * r["warmup_avg_ms"]) / 1000.0
-        rows.append({"repeat": i + 1, "avg_ms": r["avg_ms"], "ci95_ms": r["ci95_ms"], "std_ms": r["std_ms"],
+        ref = reference_ms(r["runs"] * r["avg_ms"] / 1000.0, args.cpu_mask)
+        rows.append({"reference_ms": ref, "repeat": i + 1, "avg_ms": r["avg_ms"], "ci95_ms": r["ci95_ms"], "std_ms": r["std_ms"],
                      "p50_ms": r["p50_ms"],
                      "runs": r["runs"], "wall_s": wall, "inside_runs_s": inside, "overhead_s": wall - inside,
                      "loadavg_1min": load})
 
     avgs = [row["avg_ms"] for row in rows]
-    cv = 100.0 * statistics.stdev(avgs) / statistics.mean(avgs) if len(avgs) > 1 else 0.0
-    p50s = [row["p50_ms"] for row in rows]
-    cv_p50 = 100.0 * statistics.stdev(p50s) / statistics.mean(p50s) if len(p50s) > 1 else 0.0
+    cv = _cv(avgs)
+    cv_p50 = _cv([row["p50_ms"] for row in rows])
+    cv_ref = _cv([row["reference_ms"] for row in rows])
     overhead = max(row["overhead_s"] for row in rows)
     summary = {"model": model, "threads": args.threads, "delegate": args.delegate, "repeats": args.repeats,
                "mean_avg_ms": statistics.mean(avgs), "cv_avg_ms_percent": cv,
-               "cv_p50_ms_percent": cv_p50, "cpus": os.cpu_count(), "min_secs": args.min_secs,
+               "cv_p50_ms_percent": cv_p50, "cv_reference_percent": cv_ref, "cpus": os.cpu_count(), "min_secs": args.min_secs,
                "target_ci": args.target_ci, "cpu_mask": args.cpu_mask, "max_overhead_s": overhead,
                "mean_overhead_s": statistics.mean(row["overhead_s"] for row in rows),
                "cv_target_percent": 3.0, "overhead_target_s": 2.0,
                "pass": cv <= 3.0 and overhead <= 2.0, "repeats_detail": rows}
 
-    print(f"{'repeat':>6}  {'avg ms':>8}  {'±95% ms':>8}  {'std ms':>7}  {'p50 ms':>7}  {'runs':>5}  {'wall s':>7}  {'in runs s':>9}  "
-          f"{'overhead s':>10}  {'load':>5}")
+    print(f"{'repeat':>6}  {'avg ms':>8}  {'±95% ms':>8}  {'std ms':>7}  {'p50 ms':>7}  {'runs':>5}  {'wall s':>7}  "
+          f"{'in runs s':>9}  {'overhead s':>10}  {'ref. ms':>8}  {'load':>5}")
     for row in rows:
-        print(f"{row['repeat']:>6}  {row['avg_ms']:8.3f}  {row['ci95_ms']:8.3f}  {row['std_ms']:7.3f}  {row['p50_ms']:7.3f}  {row['runs']:>5}  "
-              f"{row['wall_s']:7.2f}  {row['inside_runs_s']:9.2f}  {row['overhead_s']:10.2f}  {row['loadavg_1min']:5.2f}")
-    print(f"\nmean avg_ms {summary['mean_avg_ms']:.3f} ms, CV {cv:.2f} % (target ≤ 3 %; p50 CV {cv_p50:.2f} %), "
+        print(f"{row['repeat']:>6}  {row['avg_ms']:8.3f}  {row['ci95_ms'] or 0:8.3f}  {row['std_ms']:7.3f}  "
+              f"{row['p50_ms']:7.3f}  {row['runs']:>5}  {row['wall_s']:7.2f}  {row['inside_runs_s']:9.2f}  "
+              f"{row['overhead_s']:10.2f}  {row['reference_ms']:8.3f}  {row['loadavg_1min']:5.2f}")
+    print(f"\nmachine drift: CV of the reference loop {cv_ref:.2f} % over the same durations")
+    print(f"mean avg_ms {summary['mean_avg_ms']:.3f} ms, CV {cv:.2f} % (target ≤ 3 %; p50 CV {cv_p50:.2f} %), "
           f"overhead max {overhead:.2f} s / mean {summary['mean_overhead_s']:.2f} s (target ≤ 2 s): "
           f"{'PASS' if summary['pass'] else 'FAIL'}")
     tmp = args.json + ".tmp"
