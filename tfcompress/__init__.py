@@ -32,6 +32,7 @@ _PUBLIC = {
     "Distiller": "tfcompress.distillation",
     "prune_channels": "tfcompress.pruning.channels",
     "channel_groups": "tfcompress.pruning.channels",
+    "recalibrate_batchnorm": "tfcompress.pruning.batchnorm",
 }
 _SUBMODULES = ("models", "data", "analysis", "regularizers")
 

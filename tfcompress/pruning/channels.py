@@ -24,6 +24,7 @@ import numpy as np
 from tfcompress._tf import check_model, keras
 from tfcompress.errors import InputError
 from tfcompress.pruning import channel_masks as _channel_masks  # registers the fit driver and stripper
+from tfcompress.pruning import compensation as _compensation
 from tfcompress.pruning import criteria as _criteria
 from tfcompress.pruning import regularizers as _regularizers
 from tfcompress.pruning.cutters import cut_vectors, cutter_for, register_layer  # noqa: F401 (re-export)
@@ -190,8 +191,8 @@ def _rewire(config, drop):
     return config
 
 
-def rebuild(graph, removed, merges=(), drop=(), custom_objects=None):
-    """A new model without the `removed` classes; kept weights copied, merged rows added first.
+def rebuild(graph, removed, merges=(), drop=(), custom_objects=None, shifts=None):
+    """A new model without the `removed` classes; kept weights copied, merged rows and shifts added first.
 
     Args:
       graph: the `ChannelGraph` of the model.
@@ -199,6 +200,8 @@ def rebuild(graph, removed, merges=(), drop=(), custom_objects=None):
       merges: (removed class, kept class) pairs whose consumer rows are summed before the cut.
       drop: names of pass-through layers to leave out of the new model (channel masks).
       custom_objects: extra classes for `from_config`. Defaults to `None`.
+      shifts: `{layer name: (weight index, delta)}` added to the original weights
+        (`compensation.mean_shifts`). Defaults to `None`.
     """
     model = graph.model
     keeps = graph.keep_masks(removed)
@@ -209,7 +212,7 @@ def rebuild(graph, removed, merges=(), drop=(), custom_objects=None):
         layer = graph.layers[name]
         lc = layer_cfgs[name]
         lc.pop("build_config", None)  # old shapes; the layer is rebuilt on its new inputs
-        w = layer.get_weights()
+        w = _compensation.apply_shifts(layer.get_weights(), shifts or {}, name)
         role = graph.roles[name]
         if role in (None, "input") or name in drop:
             weights[name] = w
@@ -258,7 +261,7 @@ def _skip(graph, skip, keep_residual):
 
 
 def plan_and_prune(model, ratio=0.5, criterion="l1", data=None, round_to=None, skip=None, seed=0,
-                   global_ranking=False, keep_residual=False):
+                   global_ranking=False, keep_residual=False, compensate=None):
     """`prune_channels` that also returns the removed class ids and the notes about blocked groups."""
     check_model(model)
     model = functional(model)
@@ -271,11 +274,15 @@ def plan_and_prune(model, ratio=0.5, criterion="l1", data=None, round_to=None, s
     notes = blocked_notes(graph, ratios)
     for note in notes:
         warnings.warn(note, stacklevel=3)
-    return PruneResult(rebuild(graph, removed, importance.merges), removed, notes)
+    shifts = None
+    if compensate is not None:
+        merged = {j for j, _ in importance.merges}  # their rows already live on in the kept neuron
+        shifts = _compensation.mean_shifts(graph, removed - merged, compensate)
+    return PruneResult(rebuild(graph, removed, importance.merges, shifts=shifts), removed, notes)
 
 
 def prune_channels(model, ratio=0.5, criterion="l1", data=None, round_to=None, skip=None, seed=0,
-                   global_ranking=False, keep_residual=False):
+                   global_ranking=False, keep_residual=False, compensate=None):
     """Removes whole channels (filters, units) and returns a smaller model with the kept weights.
 
     Channels coupled by residual adds, concatenations, depthwise convolutions, BN and Flatten are
@@ -305,21 +312,32 @@ def prune_channels(model, ratio=0.5, criterion="l1", data=None, round_to=None, s
         networks such as MobileNetV2: the streams are thin and feed every block, and the depthwise
         convolutions, whose cost follows the expansion channels, then shrink with the FLOPs, so the
         TFLite speed-up tracks the FLOP reduction (BENCHMARKS.md). Defaults to `False`.
+      compensate: `x` or `(x, y)` (e.g. a few hundred training samples): fold the mean activation of each
+        removed channel on it into the layers that read the channel (their bias, or the moving mean of the
+        BatchNormalization right after a bias-free layer; see `compensation.py`), so they keep the offset
+        the channel gave them. The output is then no longer that of the model with the removed channels
+        zeroed. Follow with `tfc.recalibrate_batchnorm(small, x)` before evaluating or fine-tuning.
+        Defaults to `None` (kept weights copied unchanged).
 
     Returns:
       A new, uncompiled tf-keras model.
 
     Raises:
-      InputError: a bad ratio, criterion, layer name, or a data-driven criterion without data.
+      InputError: a bad ratio, criterion, layer name, a data-driven criterion without data, or
+        `compensate` with a schedule.
       UnsupportedModelError: a subclassed model.
     """
     if isinstance(ratio, Schedule) or (isinstance(ratio, dict) and any(isinstance(v, Schedule)
                                                                          for v in ratio.values())):
+        if compensate is not None:
+            raise InputError("compensate needs a fixed ratio, not a schedule: with masks, fit itself adapts "
+                             "the layers to the removed channels")
         if keep_residual:
             check_model(model)
             skip = _skip(ChannelGraph(functional(model)), skip, True)
         return _channel_masks.mask_channels(model, ratio, criterion, round_to, skip, seed)
-    return plan_and_prune(model, ratio, criterion, data, round_to, skip, seed, global_ranking, keep_residual).model
+    return plan_and_prune(model, ratio, criterion, data, round_to, skip, seed, global_ranking, keep_residual,
+                          compensate).model
 
 
 def zeroed_reference(model, removed):
