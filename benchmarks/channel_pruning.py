@@ -8,8 +8,10 @@ Parts (``--parts``, comma-separated):
   (max abs diff), and the FLOP reduction.
 * ``latency``: both models exported to float32 and int8 TFLite (``tfc.export``), timed with the LiteRT
   Interpreter (1 thread, XNNPACK), original and shrunk interleaved; speed-up vs FLOP reduction.
-* ``accuracy``: digits, a small ResNet-style model; per seed: train, prune to 50 % FLOPs with l1, bn_gamma
-  and random, fine-tune, test accuracy; mean over seeds.
+* ``accuracy``: digits (8x8x1), a small ResNet-style model (widths 32, 64); per seed: train, prune to 50 %
+  FLOPs with l1, bn_gamma and random, compensate the removed channels' mean activations and re-estimate
+  the BN statistics on the training set, fine-tune briefly at a tenth of the training learning rate; test
+  accuracy at every step; mean over seeds (see ``accuracy``).
 
 Run with ``nice``: ``nice -n 10 python benchmarks/channel_pruning.py --parts exact,latency,accuracy
 --json bench.json``. FLOPs are 2 x multiply-accumulates of Conv/Dense layers (batch 1).
@@ -192,43 +194,83 @@ def _acc(model, x, y):
     return float((np.argmax(model.predict(x, batch_size=256, verbose=0), -1) == y).mean())
 
 
-def accuracy(seeds=(0, 1, 2), epochs=30, finetune=15, criteria=("l1", "bn_gamma", "random"), fraction=0.5,
-             slimming=0.0, global_ranking=False):
-    """Per seed: train (with `tfc.regularizers.bn_l1(slimming)` when > 0), prune each criterion to `fraction` of
-    the FLOPs, fine-tune (without the regularizer), test accuracy."""
+def _copy(model):
+    new = keras.models.clone_model(model)
+    new.set_weights(model.get_weights())
+    return new
+
+
+def accuracy(seeds=(0, 1, 2), epochs=30, finetune=(5, 10), finetune_lr=3e-4, criteria=("l1", "bn_gamma", "random"),
+             fraction=0.5, lr=3e-3, calibrate="mean_bn", slimming=0.0, global_ranking=False):
+    """Test accuracy of the unpruned model and of each criterion at the same FLOPs, before and after fine-tuning.
+
+    Per seed: train the unpruned model `epochs` epochs (Adam, batch 64, cosine decay from `lr` to 0; with
+    `tfc.regularizers.bn_l1(slimming)` when > 0). Per criterion: the ratio that keeps at most `fraction` of the
+    FLOPs (uniform over the groups, so the same channel counts for every criterion), `tfc.prune_channels`
+    ("pruned": the removed channels simply gone). `calibrate` then adjusts it without a gradient step
+    ("calibrated"): `"bn"` re-estimates the BN statistics with `tfc.recalibrate_batchnorm` on the training
+    set; `"mean_bn"` first rebuilds it with `compensate=x_train` (each removed channel's mean activation
+    folded into its consumers), then re-estimates; `"none"` leaves it as cut. Then, from those same weights,
+    fine-tune for each entry of `finetune` epochs (Adam, batch 64, cosine decay from `finetune_lr` to 0, same
+    seed and data order for every criterion). The unpruned model's accuracy is also given after the same BN
+    re-estimation ("unpruned_calibrated").
+    """
+    if calibrate not in ("none", "bn", "mean_bn"):
+        raise ValueError(f"calibrate must be none, bn or mean_bn. Got: {calibrate!r}")
+    calibrate = None if calibrate == "none" else calibrate
     x, y = tfc.data.load("digits", "train")
     xt, yt = tfc.data.load("digits", "test")
+    finetune = tuple(finetune)
     per_seed = []
     for seed in seeds:
         base = _digits_model(seed)
         if slimming:
             base = tfc.regularizers.attach(base, tfc.regularizers.bn_l1(slimming))
-        base = _train(base, x, y, epochs, 3e-3, seed)
+        base = _train(base, x, y, epochs, lr, seed)
         row = {"seed": seed, "unpruned": _acc(base, xt, yt)}
+        if calibrate:  # the same BN re-estimation on the unpruned model, for reference
+            row["unpruned_calibrated"] = _acc(tfc.recalibrate_batchnorm(_copy(base), x, batch_size=64), xt, yt)
         for crit in criteria:
             ratio = ratio_for_flops(base, fraction, criterion=crit, seed=seed, global_ranking=global_ranking)
             row[f"{crit}_ratio"] = ratio
-            small = tfc.prune_channels(base, ratio, criterion=crit, seed=seed, global_ranking=global_ranking)
+            kw = dict(criterion=crit, seed=seed, global_ranking=global_ranking)
+            small = tfc.prune_channels(base, ratio, **kw)
+            row[f"{crit}_flop_fraction"] = flops(small) / flops(base)
+            row[f"{crit}_pruned"] = _acc(small, xt, yt)
+            if calibrate:
+                if calibrate == "mean_bn":
+                    small = tfc.prune_channels(base, ratio, compensate=x, **kw)
+                tfc.recalibrate_batchnorm(small, x, batch_size=64)
+                row[f"{crit}_calibrated"] = _acc(small, xt, yt)
             if slimming:
                 small = _without_regularizers(small)
-            row[f"{crit}_flop_fraction"] = flops(small) / flops(base)
-            row[f"{crit}_no_finetune"] = _acc(small, xt, yt)
-            row[crit] = _acc(_train(small, x, y, finetune, 3e-3, seed), xt, yt)
+            for n in finetune:
+                row[f"{crit}_ft{n}"] = _acc(_train(_copy(small), x, y, n, finetune_lr, seed), xt, yt)
         per_seed.append(row)
         print(f"seed {seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "seed"), flush=True)
     mean = {k: float(np.mean([r[k] for r in per_seed])) for k in per_seed[0] if k != "seed"}
-    print(f"\n{'criterion':<12}{'FLOPs kept':>11}{'no fine-tune':>14}{'fine-tuned':>12}{'vs unpruned':>13}"
-          + "".join(f"{'seed ' + str(s):>9}" for s in seeds))
-    print(f"{'unpruned':<12}{1.0:>11.3f}{'':>14}{mean['unpruned']:>12.4f}{'':>13}"
-          + "".join(f"{r['unpruned']:>9.4f}" for r in per_seed))
+    stages = ["pruned"] + (["calibrated"] if calibrate else []) + [f"ft{n}" for n in finetune]
+    print(f"\nmean of seeds {list(seeds)}; digits test split ({len(xt)} images, 1 image = "
+          f"{100 / len(xt):.2f} points)")
+    print(f"{'criterion':<12}{'FLOPs kept':>11}" + "".join(f"{s:>12}" for s in stages)
+          + "".join(f"{'d ft' + str(n):>10}" for n in finetune))
+    print(f"{'unpruned':<12}{1.0:>11.3f}" + "".join(f"{mean.get('unpruned_' + s, mean['unpruned']):>12.4f}"
+                                                    for s in stages))
     for c in criteria:
-        print(f"{c:<12}{mean[c + '_flop_fraction']:>11.3f}{mean[c + '_no_finetune']:>14.4f}{mean[c]:>12.4f}"
-              f"{(mean[c] - mean['unpruned']) * 100:>+12.2f}p" + "".join(f"{r[c]:>9.4f}" for r in per_seed))
-    print(f"digits test split ({len(xt)} images); train {epochs} epochs"
-          + (f" with bn_l1({slimming})" if slimming else "") + (", global ranking" if global_ranking else "")
-          + f", fine-tune {finetune} epochs; mean of seeds "
-          f"{list(seeds)}")
-    return {"per_seed": per_seed, "mean": mean, "epochs": epochs, "finetune_epochs": finetune, "slimming": slimming,
+        print(f"{c:<12}{mean[c + '_flop_fraction']:>11.3f}" + "".join(f"{mean[f'{c}_{s}']:>12.4f}" for s in stages)
+              + "".join(f"{(mean[f'{c}_ft{n}'] - mean['unpruned']) * 100:>+9.2f}p" for n in finetune))
+    print(f"\nper seed\n{'criterion':<12}{'stage':<12}" + "".join(f"{'seed ' + str(s):>9}" for s in seeds))
+    print(f"{'unpruned':<12}{'':<12}" + "".join(f"{r['unpruned']:>9.4f}" for r in per_seed))
+    if calibrate:
+        print(f"{'unpruned':<12}{'calibrated':<12}" + "".join(f"{r['unpruned_calibrated']:>9.4f}" for r in per_seed))
+    for c in criteria:
+        for s_ in stages:
+            print(f"{c:<12}{s_:<12}" + "".join(f"{r[f'{c}_{s_}']:>9.4f}" for r in per_seed))
+    print(f"train {epochs} epochs at lr {lr}" + (f" with bn_l1({slimming})" if slimming else "")
+          + (", global ranking" if global_ranking else "") + f", calibrate {calibrate or 'none'}"
+          + (f", fine-tune {'/'.join(map(str, finetune))} epochs at lr {finetune_lr}" if finetune else ""))
+    return {"per_seed": per_seed, "mean": mean, "epochs": epochs, "lr": lr, "finetune_epochs": list(finetune),
+            "finetune_lr": finetune_lr, "calibrate": calibrate or "none", "fraction": fraction, "slimming": slimming,
             "global_ranking": global_ranking}
 
 
@@ -239,7 +281,13 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=300, help="timed invocations per model and mode")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--finetune", type=int, default=15)
+    p.add_argument("--finetune", default="5,10", help="fine-tuning epochs after pruning; comma-separated runs, "
+                   "each from the same pruned weights ('' for none)")
+    p.add_argument("--finetune_lr", type=float, default=3e-4,
+                   help="initial learning rate of fine-tuning (cosine to 0); training uses 3e-3")
+    p.add_argument("--calibrate", default="mean_bn", choices=("none", "bn", "mean_bn"),
+                   help="before fine-tuning: nothing, BN statistics re-estimated on the training set, or the "
+                   "removed channels' means folded into their consumers and then BN re-estimated")
     p.add_argument("--slimming", type=float, default=0.0,
                    help="train the unpruned model with bn_l1(LAMBDA) on its BN gammas (network slimming)")
     p.add_argument("--global_ranking", action="store_true", help="rank channels across groups (all criteria)")
@@ -253,8 +301,10 @@ def main(argv=None):
         if "latency" in parts:
             out["latency"] = latency(models, args.runs)
     if "accuracy" in parts:
-        out["accuracy"] = accuracy(tuple(int(s) for s in args.seeds.split(",")), args.epochs, args.finetune,
-                                   slimming=args.slimming, global_ranking=args.global_ranking)
+        out["accuracy"] = accuracy(tuple(int(s) for s in args.seeds.split(",")), args.epochs,
+                                   tuple(int(n) for n in args.finetune.split(",") if n), args.finetune_lr,
+                                   calibrate=args.calibrate, slimming=args.slimming,
+                                   global_ranking=args.global_ranking)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
