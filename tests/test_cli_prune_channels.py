@@ -50,6 +50,7 @@ def test_apoz_with_data_to_h5(model_path, tmp_path, capsys):
     (["{model}", "-o", "{tmp}/o.txt"], "must end in .keras or .h5"),
     (["{model}", "-o", "{tmp}/o.keras", "--skip", "nope"], "nope"),
     (["{model}", "-o", "{model}"], "overwrite"),
+    (["{model}", "-o", "{tmp}/o.keras", "--repair"], "--repair needs --data"),
 ])
 def test_bad_input_is_one_line(model_path, tmp_path, capsys, argv, message):
     argv = [a.format(tmp=tmp_path, model=model_path) for a in argv]
@@ -75,3 +76,21 @@ def test_keep_residual_flag(model_path, tmp_path, capsys):
     assert small.get_layer("stem_conv").filters == 16  # the stem feeds the first residual add: kept whole
     assert small.get_layer("b1a_conv").filters < toy.get_layer("b1a_conv").filters  # inside a block: pruned
     assert json.load(open(js))["keep_residual"] is True
+
+
+def test_repair_compensates_and_recalibrates(model_path, tmp_path, capsys):
+    import numpy as np
+    from tfcompress import data as data_mod
+    plain, fixed = str(tmp_path / "p.keras"), str(tmp_path / "f.keras")
+    common = ["--ratio", "0.5", "--data", "digits", "--samples", "128"]
+    assert cli.main(["prune-channels", model_path, "-o", plain, *common]) == 0
+    assert cli.main(["prune-channels", model_path, "-o", fixed, "--repair", *common]) == 0
+    a, b = (keras.models.load_model(p, compile=False) for p in (plain, fixed))
+    assert [w.shape for w in a.get_weights()] == [w.shape for w in b.get_weights()]
+    bn = "stem_bn"
+    assert not np.allclose(a.get_layer(bn).moving_mean.numpy(), b.get_layer(bn).moving_mean.numpy())
+    x, _ = data_mod.load("digits", "train")
+    x, _ = data_mod.fit_to_input(x[:128], a.input_shape)
+    # re-estimated statistics match the pruned model's own activations on that data
+    stem = keras.Model(b.input, b.get_layer("stem_conv").output)
+    assert np.allclose(b.get_layer(bn).moving_mean.numpy(), stem(x).numpy().mean((0, 1, 2)), atol=1e-3)

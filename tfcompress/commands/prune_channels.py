@@ -26,6 +26,10 @@ def add_parser(p):
                    help="rank channels across groups: the same total is removed where scores are lowest")
     p.add_argument("--keep_residual", action="store_true",
                    help="leave residual streams (groups joined by Add and the like) whole; prune inside the blocks")
+    p.add_argument("--repair", action="store_true",
+                   help="with --data: fold the removed channels' mean activations into their consumers and "
+                        "re-estimate BatchNorm statistics (tfc.prune_channels(compensate=...) and "
+                        "tfc.recalibrate_batchnorm): a better start for fine-tuning")
     p.add_argument("--groups", action="store_true", help="also print the channel groups of the model")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the numbers as JSON to PATH")
 
@@ -65,6 +69,8 @@ def main(args):
         raise InputError(f"unknown criterion {args.criterion!r}; choose one of {', '.join(CRITERIA)}")
     if args.criterion in ("apoz", "taylor") and not args.data:
         raise InputError(f"criterion {args.criterion!r} needs --data SPEC (e.g. --data digits)")
+    if args.repair and not args.data:
+        raise InputError("--repair needs --data SPEC (e.g. --data digits)")
     if args.samples < 1:
         raise InputError(f"--samples must be >= 1. Got: {args.samples}")
     if args.round_to is not None and args.round_to < 1:
@@ -96,8 +102,11 @@ def main(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = plan_and_prune(model, ratio, args.criterion, data, args.round_to, skip, args.seed,
-                                args.global_ranking, args.keep_residual)
+                                args.global_ranking, args.keep_residual, compensate=data if args.repair else None)
     small = result.model
+    if args.repair:
+        from tfcompress.pruning.batchnorm import recalibrate_batchnorm
+        recalibrate_batchnorm(small, data)
     for note in result.notes:
         print(f"note: {note}")
     before = {"params": params(model), "flops": flops(model)}
@@ -112,6 +121,6 @@ def main(args):
     if args.json:
         write_text(args.json, json.dumps({"model": args.model, "output": out, "ratio": ratio,
                                           "criterion": args.criterion, "round_to": args.round_to,
-                                          "keep_residual": args.keep_residual,
+                                          "keep_residual": args.keep_residual, "repair": args.repair,
                                           "before": before, "after": after, "notes": result.notes}, indent=2))
     return 0
