@@ -1,41 +1,17 @@
-"""`Distiller`: knowledge distillation (Hinton et al., 2015) inside `fit`.
+"""`Distiller`: a `keras.Model` whose `fit` trains a student on a frozen teacher's softened outputs.
 
-The Distiller is a `keras.Model` whose `fit` trains a student on a frozen teacher's softened outputs.
-The student may carry pruning, clustering or QAT wrappers: `CompressionCallback` finds them inside the
-Distiller (it descends into nested models) and drives them in the same `fit`.
-
-Loss per sample, T the temperature:
-
-    alpha · T² · KL(p_t ‖ softmax(s / T)) + (1 − alpha) · CE(y, s) + feature_weight · Σ_i MSE_i
-
-where `s` are the student's logits, `p_t = mean_k softmax(t_k / T)` over the teachers (one teacher,
-or an ensemble averaged in probability space), and `MSE_i` is the mean squared difference between a
-teacher feature map and the student's (through a learned 1×1 projection when the channel counts
-differ). The batch loss is the mean over the batch (with sample weights: Σ w·loss / batch size, as
-Keras does).
-
-Logits or probabilities at an output. A model's output is taken as probabilities when its output
-layer (looking through wrappers and nested models) ends in a softmax activation or is a `Softmax`
-layer; otherwise, on the first batch that `fit`, `evaluate`, `train_on_batch` or `test_on_batch`
-sees, when every output of the probe batch is non-negative and every row sums to 1 (within 1e-3).
-Anything else is logits. Probabilities are turned into logits by `log(max(p, 1e-30))`, which gives the
-same softened distribution as the original logits (softmax is invariant to the per-row shift
-`log Σ exp`). `Distiller.output_kinds` says what was detected and why; `teacher_outputs=` and
-`student_outputs=` override the detection. A sigmoid output is refused: distillation here needs one
-distribution over classes per sample.
-
-The teacher is frozen without touching it: it is not tracked by the Distiller (so its variables are
-not trained, saved or driven by `CompressionCallback`), it always runs with `training=False` (batch
-norm statistics and dropout fixed) and its outputs are behind `tf.stop_gradient`.
+The method, the loss and how logits and probabilities are told apart are described in
+`tfcompress.distillation`; the pieces live beside this module (`detection`, `losses`, `hints`).
 """
 import numpy as np
 
 from tfcompress._tf import check_model, keras, tf
+from tfcompress.distillation.detection import (KINDS, input_shape, probe_batch, probe_kind,
+                                               single_output_shape, structural_kind)
+from tfcompress.distillation.hints import build_hints
+from tfcompress.distillation.losses import cross_entropy, hint_error, reduce_batch, soft_kl, to_logits
 from tfcompress.errors import InputError
 
-KINDS = ("logits", "probabilities")
-PROBE_SAMPLES = 64
-_LOG_FLOOR = 1e-30
 _NO_LABELS = ("alpha={alpha} < 1 needs labels for the (1 - alpha) · CE term: pass y (or a dataset of (x, y)), "
               "or use alpha=1.0 to distil on an unlabeled transfer set")
 
@@ -43,116 +19,6 @@ _NO_LABELS = ("alpha={alpha} < 1 needs labels for the (1 - alpha) · CE term: pa
 def _hide(obj, name, value):
     """Sets an attribute that Keras does not track (no weights, no saving, no sub-layer listing)."""
     object.__setattr__(obj, name, value)
-
-
-def _single_output_shape(model, what):
-    try:
-        shape = model.output_shape
-    except (AttributeError, RuntimeError):
-        raise InputError(f"{what} is not built: call it on a batch or give it an Input before distilling") from None
-    if isinstance(shape, list):
-        if len(shape) != 1:
-            raise InputError(f"{what} has {len(shape)} outputs; the Distiller needs one output of class scores")
-        shape = shape[0]
-    return tuple(shape[1:])
-
-
-def _input_shape(model):
-    try:
-        shape = model.input_shape
-    except (AttributeError, RuntimeError):
-        return None
-    return tuple(shape[1:]) if isinstance(shape, tuple) else None
-
-
-def _output_layer(model):
-    """The layer producing a single-output model's output, through nested models and wrappers."""
-    outputs = getattr(model, "outputs", None) or []
-    history = getattr(outputs[0], "_keras_history", None) if len(outputs) == 1 else None
-    layer = history.layer if history is not None else (model.layers[-1] if model.layers else None)
-    while True:
-        if isinstance(layer, keras.Model) and layer is not model:
-            return _output_layer(layer)
-        inner = getattr(layer, "layer", None)  # pruning, clustering and QAT wrappers hold `.layer`
-        if isinstance(inner, keras.layers.Layer):
-            layer = inner
-            continue
-        return layer
-
-
-def _activation_name(layer):
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
-    act = getattr(layer, "activation", None)
-    for _ in range(3):  # QAT replaces `activation` with an object that holds the original one
-        name = getattr(act, "__name__", None)
-        if name:
-            return name
-        act = getattr(act, "activation", None)
-    return None
-
-
-def _structural_kind(model, what):
-    """('probabilities', why) for a softmax at the output, (None, why) when only a probe can tell."""
-    layer = _output_layer(model)
-    name = _activation_name(layer) if layer is not None else None
-    where = f"output layer {layer.name!r}" if layer is not None else "output"
-    if name == "softmax":
-        return "probabilities", f"{where} ends in softmax"
-    if name in ("sigmoid", "hard_sigmoid"):
-        raise InputError(f"{what}'s {where} ends in {name}; the Distiller needs class logits or softmax "
-                         "probabilities: remove the final activation (train with from_logits=True)")
-    return None, f"{where} has activation {name or 'none'}"
-
-
-def _probe_kind(values):
-    values = np.asarray(values, dtype=np.float64)
-    if values.size and np.all(values >= 0) and np.allclose(values.sum(-1), 1.0, atol=1e-3):
-        return "probabilities", "probe batch outputs are non-negative and each row sums to 1"
-    return "logits", "probe batch outputs are not a distribution (negative values or rows not summing to 1)"
-
-
-def _find_layer(model, ref):
-    """The top-level layer of `model` that is `ref`, wraps `ref`, or is (or wraps) a layer named `ref`."""
-    for layer in model.layers:
-        inner = getattr(layer, "layer", None)
-        if isinstance(ref, str):
-            if layer.name == ref or (isinstance(inner, keras.layers.Layer) and inner.name == ref):
-                return layer
-        elif layer is ref or inner is ref:
-            return layer
-    return None
-
-
-def _layer_output(model, layer, what):
-    try:
-        return layer.output
-    except AttributeError:
-        raise InputError(f"{what} layer {layer.name!r} is called more than once in {model.name!r}; "
-                         "name a layer with a single output") from None
-
-
-def _feature_model(model, layers, what):
-    """A model sharing `model`'s layers that returns [output, *feature maps]."""
-    if not layers:
-        return None
-    if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
-        raise InputError(f"features need a Sequential or functional {what}. Got: {type(model).__name__}")
-    outs = [_layer_output(model, l, what) for l in layers]
-    return keras.Model(model.inputs, [model.outputs[0], *outs], name=f"{model.name}_features")
-
-
-def _reduce(per_sample, sample_weight):
-    """Keras' SUM_OVER_BATCH_SIZE: Σ w·l / batch size (the plain mean without weights)."""
-    if sample_weight is None:
-        return tf.reduce_mean(per_sample)
-    w = tf.reshape(tf.cast(sample_weight, per_sample.dtype), [-1])
-    return tf.reduce_sum(per_sample * w) / tf.cast(tf.size(per_sample), per_sample.dtype)
-
-
-def _to_logits(values, kind):
-    values = tf.cast(values, tf.float32)
-    return tf.math.log(tf.maximum(values, _LOG_FLOOR)) if kind == "probabilities" else values
 
 
 class Distiller(keras.Model):
@@ -250,15 +116,15 @@ class Distiller(keras.Model):
         return "teacher" if len(self._teachers) == 1 else f"teacher[{i}]"
 
     def _check_shapes(self):
-        s_out = _single_output_shape(self.student, "student")
-        s_in = _input_shape(self.student)
+        s_out = single_output_shape(self.student, "student")
+        s_in = input_shape(self.student)
         for i, t in enumerate(self._teachers):
             label = self._teacher_label(i)
-            t_out = _single_output_shape(t, label)
+            t_out = single_output_shape(t, label)
             if t_out != s_out:
                 raise InputError(f"{label} {t.name!r} outputs shape {t_out} but student {self.student.name!r} "
                                  f"outputs {s_out}; the KL term needs the same classes in the same order")
-            t_in = _input_shape(t)
+            t_in = input_shape(t)
             if s_in is not None and t_in is not None and t_in != s_in:
                 raise InputError(f"{label} {t.name!r} takes input shape {t_in} but student "
                                  f"{self.student.name!r} takes {s_in}; both are fed the same batches")
@@ -269,64 +135,25 @@ class Distiller(keras.Model):
         if student_outputs:
             kinds["student"], why["student"] = student_outputs, "given by student_outputs"
         else:
-            kinds["student"], why["student"] = _structural_kind(self.student, "student")
+            kinds["student"], why["student"] = structural_kind(self.student, "student")
         for i, t in enumerate(self._teachers):
             if teacher_outputs:
                 kinds["teachers"][i], why["teachers"][i] = teacher_outputs, "given by teacher_outputs"
             else:
-                kinds["teachers"][i], why["teachers"][i] = _structural_kind(t, self._teacher_label(i))
+                kinds["teachers"][i], why["teachers"][i] = structural_kind(t, self._teacher_label(i))
         _hide(self, "_kinds", kinds)
         _hide(self, "_why", why)
         _hide(self, "_probed", all(k is not None for k in [kinds["student"], *kinds["teachers"]]))
 
     def _build_features(self, features):
-        if not isinstance(features, (list, tuple)):
-            raise InputError(f"features must be a list of (teacher_layer, student_layer) pairs. Got: {features!r}")
-        pairs = []  # (teacher index, teacher layer, student layer)
-        for j, pair in enumerate(features):
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                raise InputError(f"features[{j}] must be a (teacher_layer, student_layer) pair. Got: {pair!r}")
-            t_ref, s_ref = pair
-            hits = [(i, l) for i, t in enumerate(self._teachers) for l in [_find_layer(t, t_ref)] if l is not None]
-            if not hits:
-                raise InputError(f"features[{j}]: no layer {getattr(t_ref, 'name', t_ref)!r} in the teacher"
-                                 f"{'s' if len(self._teachers) > 1 else ''}")
-            if len(hits) > 1:
-                raise InputError(f"features[{j}]: layer name {t_ref!r} is in {len(hits)} teachers of the ensemble; "
-                                 "pass the layer object instead of its name")
-            s_layer = _find_layer(self.student, s_ref)
-            if s_layer is None:
-                raise InputError(f"features[{j}]: no layer {getattr(s_ref, 'name', s_ref)!r} in the student")
-            pairs.append((hits[0][0], hits[0][1], s_layer))
-        student_model = _feature_model(self.student, [s for _, _, s in pairs], "student")
-        teacher_models, slots = [], []  # slots[j] = (teacher index, position in that teacher's feature list)
-        for i, t in enumerate(self._teachers):
-            mine = [l for k, l, _ in pairs if k == i]
-            teacher_models.append(_feature_model(t, mine, self._teacher_label(i)))
-        counters = [0] * len(self._teachers)
-        projections = []
-        for j, (i, t_layer, s_layer) in enumerate(pairs):
-            slots.append((i, counters[i]))
-            counters[i] += 1
-            t_shape = tuple(_layer_output(self._teachers[i], t_layer, "teacher").shape[1:])
-            s_shape = tuple(_layer_output(self.student, s_layer, "student").shape[1:])
-            if t_shape == s_shape:
-                projections.append(None)
-            elif t_shape[:-1] == s_shape[:-1] and t_shape[-1] is not None:
-                proj = keras.layers.Dense(t_shape[-1], name=f"hint_projection_{j}")
-                proj.build((None, *s_shape))
-                projections.append(proj)
-            else:
-                raise InputError(f"features[{j}]: teacher layer {t_layer.name!r} outputs {t_shape} and student layer "
-                                 f"{s_layer.name!r} outputs {s_shape}; a 1x1 projection maps channels only, so all "
-                                 "other dimensions must agree")
-        _hide(self, "_student_features", student_model)
-        _hide(self, "_teacher_features", teacher_models)
-        _hide(self, "_slots", slots)
-        _hide(self, "_pairs", [(t.name, s.name) for _, t, s in pairs])
+        hints = build_hints(self.student, self._teachers, features, self._teacher_label)
+        _hide(self, "_student_features", hints.student_model)
+        _hide(self, "_teacher_features", hints.teacher_models)
+        _hide(self, "_slots", hints.slots)
+        _hide(self, "_pairs", hints.names)
         # tracked: the projections train with the student
-        self.projections = [p for p in projections if p is not None]
-        _hide(self, "_projection_of", projections)
+        self.projections = [p for p in hints.projections if p is not None]
+        _hide(self, "_projection_of", hints.projections)
 
     @property
     def output_kinds(self):
@@ -343,7 +170,7 @@ class Distiller(keras.Model):
 
     def _prepare(self, x, y, sample_weight=None):
         """Checks for labels and probes undecided output kinds on the first batch, before tracing."""
-        probe, has_labels = _probe_batch(x, y)
+        probe, has_labels = probe_batch(x, y)
         if self.alpha < 1.0 and has_labels is False:
             raise InputError(_NO_LABELS.format(alpha=self.alpha))
         if self._probed or probe is None:
@@ -352,10 +179,10 @@ class Distiller(keras.Model):
         for i, t in enumerate(self._teachers):
             outs[i] = t(probe, training=False)
         if self._kinds["student"] is None:
-            self._kinds["student"], self._why["student"] = _probe_kind(outs["student"])
+            self._kinds["student"], self._why["student"] = probe_kind(outs["student"])
         for i in range(len(self._teachers)):
             if self._kinds["teachers"][i] is None:
-                self._kinds["teachers"][i], self._why["teachers"][i] = _probe_kind(outs[i])
+                self._kinds["teachers"][i], self._why["teachers"][i] = probe_kind(outs[i])
         _hide(self, "_probed", True)
 
     def _kind(self, who):
@@ -384,18 +211,13 @@ class Distiller(keras.Model):
         """The loss terms on one batch: `({"loss", "distillation_loss", ["student_loss"],
         ["feature_loss"]}, student output)`; "loss" excludes regularization losses."""
         s_out, s_feats, t_outs, t_feats = self._forward(x, training)
-        T = self.temperature
-        s_logits = _to_logits(s_out, self._kind("student"))
-        p_t = tf.add_n([tf.nn.softmax(_to_logits(t, self._kind(i)) / T) for i, t in enumerate(t_outs)])
-        p_t = p_t / float(len(t_outs))
-        log_q = tf.nn.log_softmax(s_logits / T)
-        kl = tf.reduce_sum(tf.math.xlogy(p_t, p_t) - p_t * log_q, axis=-1)
-        distill = (T * T) * kl
+        s_logits = to_logits(s_out, self._kind("student"))
+        distill = soft_kl(s_logits, [to_logits(t, self._kind(i)) for i, t in enumerate(t_outs)], self.temperature)
         total = self.alpha * distill
-        parts = {"distillation_loss": _reduce(distill, sample_weight)}
+        parts = {"distillation_loss": reduce_batch(distill, sample_weight)}
         if y is not None:
-            ce = _cross_entropy(y, s_logits)
-            parts["student_loss"] = _reduce(ce, sample_weight)
+            ce = cross_entropy(y, s_logits)
+            parts["student_loss"] = reduce_batch(ce, sample_weight)
             if self.alpha < 1.0:
                 total = total + (1.0 - self.alpha) * ce
         elif self.alpha < 1.0:
@@ -403,15 +225,10 @@ class Distiller(keras.Model):
         if self._slots:
             hint = 0.0
             for j, (i, pos) in enumerate(self._slots):
-                s_f = tf.cast(s_feats[j], tf.float32)
-                proj = self._projection_of[j]
-                if proj is not None:
-                    s_f = proj(s_f)
-                err = tf.square(s_f - tf.cast(t_feats[i][pos], tf.float32))
-                hint = hint + tf.reduce_mean(tf.reshape(err, [tf.shape(err)[0], -1]), axis=1)
-            parts["feature_loss"] = _reduce(hint, sample_weight)
+                hint = hint + hint_error(s_feats[j], t_feats[i][pos], self._projection_of[j])
+            parts["feature_loss"] = reduce_batch(hint, sample_weight)
             total = total + self.feature_weight * hint
-        parts["loss"] = _reduce(total, sample_weight)
+        parts["loss"] = reduce_batch(total, sample_weight)
         return parts, s_out
 
     # -- Keras hooks ---------------------------------------------------------------------------
@@ -494,40 +311,3 @@ class Distiller(keras.Model):
     def get_config(self):
         raise NotImplementedError("a Distiller is not serialized itself: save distiller.student "
                                   "(distiller.save does)")
-
-
-def _cross_entropy(y, logits):
-    """Per-sample CE at temperature 1; one-hot (or soft) labels when y has the logits' shape."""
-    y = tf.convert_to_tensor(y)
-    if (y.dtype.is_floating and y.shape.rank == logits.shape.rank and y.shape[-1] is not None
-            and y.shape[-1] == logits.shape[-1] and y.shape[-1] != 1):
-        return tf.nn.softmax_cross_entropy_with_logits(labels=tf.cast(y, logits.dtype), logits=logits)
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(tf.reshape(y, [-1]), tf.int32),
-                                                          logits=logits)
-
-
-def _probe_batch(x, y):
-    """(first few inputs or None, whether labels come with them: True / False / None for unknown)."""
-    if isinstance(x, tf.data.Dataset):
-        spec = x.element_spec
-        has_labels = isinstance(spec, tuple) and len(spec) >= 2
-        try:
-            element = next(iter(x.take(1)))
-        except (StopIteration, tf.errors.OutOfRangeError):
-            return None, has_labels
-        batch = element[0] if isinstance(element, tuple) else element
-        return tf.nest.map_structure(lambda a: a[:PROBE_SAMPLES], batch), has_labels
-    if isinstance(x, keras.utils.Sequence):
-        try:
-            element = x[0]
-        except Exception:  # a Sequence that cannot be indexed up front: probe nothing
-            return None, None
-        has_labels = isinstance(element, tuple) and len(element) >= 2
-        batch = element[0] if isinstance(element, tuple) else element
-        return tf.nest.map_structure(lambda a: a[:PROBE_SAMPLES], batch), has_labels
-    leaves = tf.nest.flatten(x) if x is not None else []
-    if leaves and all(isinstance(a, (np.ndarray, tf.Tensor)) or hasattr(a, "__array__") for a in leaves):
-        probe = tf.nest.map_structure(lambda a: a[:PROBE_SAMPLES] if isinstance(a, tf.Tensor)
-                                      else np.asarray(a)[:PROBE_SAMPLES], x)
-        return probe, y is not None
-    return None, (True if y is not None else None)
