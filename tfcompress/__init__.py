@@ -34,7 +34,9 @@ _PUBLIC = {
     "channel_groups": "tfcompress.pruning.channels",
     "recalibrate_batchnorm": "tfcompress.pruning.batchnorm",
 }
-_SUBMODULES = ("models", "data", "analysis", "regularizers")
+# submodules reachable as `tfc.<name>`; "regularizers" is `tfcompress.pruning.regularizers`
+_SUBMODULES = ("models", "data", "analysis", "regularizers", "pruning", "quantization", "clustering",
+               "distillation", "graph")
 
 __all__ = sorted(_PUBLIC) + list(_SUBMODULES)
 
