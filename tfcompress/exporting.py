@@ -15,6 +15,7 @@ import numpy as np
 
 from tfcompress._tf import check_model, keras, tf
 from tfcompress.errors import ConversionError, InputError
+from tfcompress.evaluation import evaluate_tflite
 from tfcompress.fileio import check_output, write_bytes
 
 MODES = ("int8", "int16x8", "float16", "dynamic", "float32")
@@ -350,19 +351,25 @@ def _relu6_names(data):
 
 
 def evaluate(report, model, data, eval_data, limit=None):
-    """Fills accuracy / agreement (classifiers) or max abs difference into `report`."""
-    from tfcompress.tflite import runtime
+    """Fills accuracy / agreement (classifiers) and the max abs difference into `report`.
+
+    Args:
+      report: the `ExportReport` to fill.
+      model: the Keras model the file was exported from.
+      data: the file's bytes.
+      eval_data: `(x, y)`, or `x` alone (agreement and difference only).
+      limit: evaluate on the first `limit` samples. Defaults to `None` (all).
+
+    Returns:
+      `report`.
+    """
     x, y = (eval_data if isinstance(eval_data, tuple) else (eval_data, None))
     x = np.asarray(x, dtype=np.float32)[:limit]
     y = None if y is None else np.asarray(y)[:limit]
-    ref = model.predict(x, batch_size=256, verbose=0)
-    got = runtime.run(data, x)
-    report.eval_samples = len(x)
-    if ref.ndim == 2 and ref.shape[1] > 1:
-        report.agreement = float(np.mean(ref.argmax(1) == got.argmax(1)))
-        if y is not None:
-            labels = y.argmax(1) if y.ndim == 2 else y.reshape(-1)
-            report.float_accuracy = float(np.mean(ref.argmax(1) == labels))
-            report.tflite_accuracy = float(np.mean(got.argmax(1) == labels))
-    report.max_abs_diff = float(np.max(np.abs(ref - got))) if len(x) else None
+    result = evaluate_tflite(data, x, y, reference=model)
+    report.eval_samples = result.samples
+    report.agreement = result.agreement
+    report.float_accuracy = result.float_accuracy
+    report.tflite_accuracy = result.accuracy
+    report.max_abs_diff = result.max_abs_diff
     return report

@@ -17,35 +17,13 @@ def add_parser(p):
 
 
 def evaluate_file(path, x, y=None, float_model=None, num_threads=1):
-    """{samples, accuracy, float_accuracy, agreement, max_abs_diff} of a .tflite file on (x, y)."""
-    import numpy as np
-    from tfcompress.errors import InputError
-    from tfcompress.tflite import runtime
-    it = runtime.Interpreter(path, num_threads=num_threads)
-    try:
-        got = runtime.run(it, x)
-    except (ValueError, RuntimeError) as e:
-        raise InputError(f"cannot run {path} on the data: {str(e).splitlines()[0]}") from None
-    if isinstance(got, list):
-        raise InputError(f"{path} has {len(got)} outputs; eval scores a single classifier output")
-    out = {"file": os.fspath(path), "samples": int(len(x)), "runtime": it.runtime}
-    labels = None if y is None else np.asarray(y).reshape(len(x), -1)
-    if labels is not None:
-        labels = labels.argmax(1) if labels.shape[1] > 1 else labels[:, 0]
-    classifier = got.ndim == 2 and got.shape[1] > 1
-    if labels is not None and classifier:
-        out["accuracy"] = float(np.mean(got.argmax(1) == labels))
-    if float_model is not None:
-        ref = float_model.predict(x, batch_size=256, verbose=0)
-        if ref.shape != got.shape:
-            raise InputError(f"the float model's output shape {ref.shape[1:]} differs from the file's "
-                             f"{got.shape[1:]}: is --float the model this file was exported from?")
-        out["max_abs_diff"] = float(np.max(np.abs(ref - got))) if len(x) else 0.0
-        if classifier:
-            out["agreement"] = float(np.mean(ref.argmax(1) == got.argmax(1)))
-            if labels is not None:
-                out["float_accuracy"] = float(np.mean(ref.argmax(1) == labels))
-    return out
+    """{file, samples, runtime, accuracy, float_accuracy, agreement, max_abs_diff} of a .tflite file on
+    (x, y); the keys the data or the float model cannot give are left out
+    (`tfcompress.evaluation.evaluate_tflite` computes them)."""
+    from tfcompress.evaluation import evaluate_tflite
+    result = evaluate_tflite(os.fspath(path), x, y, reference=float_model, num_threads=num_threads)
+    out = {"file": os.fspath(path), **result.to_dict()}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def format_result(r):
