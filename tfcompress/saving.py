@@ -28,12 +28,19 @@ def _custom_objects():
 def load_model(path, compile=False):
     """Loads a tf_keras model from a `.keras` file, an `.h5` file or a SavedModel folder.
 
+    Every command and recipe loads models here. The wrappers and layers of tfcompress (pruning, channel
+    masks, clustering, QAT) and tfmot's pruning wrapper are known, so compressed models load too. A file
+    is checked before the slow load (empty, not a zip / HDF5 file, unknown extension).
+
     Args:
       path: the model file or folder.
       compile: restore the training configuration too. Defaults to `False`.
 
+    Returns:
+      The `keras.Model`.
+
     Raises:
-      InputError: missing path, or a file that is not a Keras model (one line saying which).
+      InputError: missing path, or a file or folder that is not a Keras model (one line saying which).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -53,7 +60,13 @@ def load_model(path, compile=False):
         raise InputError(f"{path}: give a .keras file, an .h5 file or a SavedModel folder")
     from tfcompress._tf import keras
     try:
-        return keras.models.load_model(path, custom_objects=_custom_objects(), compile=compile)
+        model = keras.models.load_model(path, custom_objects=_custom_objects(), compile=compile)
     except Exception as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise InputError(f"cannot load {path} as a Keras model: {first}") from None
+    if not isinstance(model, keras.Model):
+        # tf.saved_model.save of a tf.Module (or a model saved without Keras metadata) loads as a bare
+        # trackable object that has neither layers nor input shapes
+        raise InputError(f"{path} is a TensorFlow SavedModel but not a Keras model (no keras_metadata.pb): "
+                         "save the model with model.save(PATH) from tf_keras")
+    return model

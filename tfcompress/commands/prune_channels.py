@@ -45,25 +45,10 @@ def _ratio(text):
     return r
 
 
-def _load(path):
-    """keras.models.load_model with tfcompress's layers known; any failure is one InputError line."""
-    from tfcompress.errors import InputError
-    if not os.path.exists(path):
-        raise InputError(f"model not found: {path}")
-    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "saved_model.pb")):
-        raise InputError(f"{path} is a folder without saved_model.pb: not a SavedModel")
-    from tfcompress._tf import keras
-    from tfcompress.pruning.channels import CUSTOM_OBJECTS
-    try:
-        return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
-    except Exception as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise InputError(f"cannot load {path} as a Keras model: {first}") from None
-
-
 def main(args):
     from tfcompress.errors import InputError
     from tfcompress.fileio import atomic_path, check_output, write_text
+    from tfcompress.saving import load_model
     ratio = _ratio(args.ratio)
     if args.criterion not in CRITERIA:
         raise InputError(f"unknown criterion {args.criterion!r}; choose one of {', '.join(CRITERIA)}")
@@ -87,7 +72,7 @@ def main(args):
     x = None
     if args.data:
         x, y = data_mod.load(args.data, "train")  # validate the data spec before the slow model load
-    model = _load(args.model)
+    model = load_model(args.model)
     data = None
     if x is not None:
         x, note = data_mod.fit_to_input(x, model.input_shape)
