@@ -1,0 +1,126 @@
+"""The layer-kind table: every fact tfcompress needs about a layer class, in one entry per class.
+
+Torch-Pruning keeps a pruner function per module type; this is the same idea for tf-keras, extended to
+every technique that reads or rewrites a layer. An entry (`LayerKind`) says
+
+* how channels flow through the layer (`role`, read by the channel graph): `"produce"` makes a fresh
+  channel space (Conv2D, Dense, ...), `"pass"` keeps channel k as channel k (BatchNormalization,
+  activations, pooling, DepthwiseConv2D, elementwise math on one tensor), `"merge"` couples its inputs
+  channel by channel (Add, Multiply, ...), `"concat"` stacks its inputs' channels, `"flatten"` maps a
+  channel to its spatial rows, `"reshape"` keeps the channel axis; a function `role(layer) -> role | None`
+  decides per configuration (None: not understood, which blocks the layer's channel group);
+* how to slice (`cut`) or zero (`zero`) its weights for given kept input and output channels, and its
+  config for a new width (`config`);
+* which weights make each output channel (`filters`), read each input channel (`reads`), and which
+  axis of each weight is the output channel (`out_axes`); its BatchNormalization-like statistics
+  (`gamma`, `mean_index`); the kernel as (taps, in, out) for a linear consumer (`kernel_io`);
+* its multiply-accumulates (`macs`), whether it is an elementwise map (`elementwise`) or a rectifier
+  (`rectifier`), which config key takes a kernel regularizer (`kernel_regularizer`);
+* how to make a fresh copy of it from the object in memory (`clone`; default: `from_config`).
+
+Lookup is by exact class: a subclass of Conv2D is unknown until registered, because it may change
+what its channels mean. `register_layer(MyLayer, role="pass")` teaches a custom layer once; channel
+pruning, the criteria, compensation, regularizers, cost analysis and the model rewrites then know it.
+"""
+import dataclasses
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+ROLES = ("produce", "pass", "merge", "concat", "flatten", "reshape")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerKind:
+    """What one layer class is, for every technique. Every field but `role` defaults to `None` (or False).
+
+    Args:
+      role: a role name (see the module doc) or `role(layer) -> name | None`.
+      cut: `cut(layer, weights, in_keeps, out_keep) -> weights`: `weights` is `layer.get_weights()`,
+        `in_keeps` one boolean mask per input's last axis, `out_keep` the mask of the output's last axis.
+        `None`: every weight is a per-output-channel vector (or not channel-shaped) and is sliced so.
+      config: `config(layer_config, out_keep) -> layer_config` for the smaller layer. `None`: the config
+        does not depend on the channel count.
+      filters: `filters(layer) -> array (..., C_out)`: the weights that make each output channel.
+      reads: `reads(layer) -> array (..., C_in)`: the weights that read each input channel.
+      zero: `zero(layer, weights, in_keep, out_keep) -> weights` with removed channels' weights set to 0.
+      kernel_io: `kernel_io(layer) -> array (taps, C_in, C_out)`: the kernel of a layer that sums
+        `kernel[t, c, o] * x[c]` over taps and inputs, plus a bias (mean compensation folds into it).
+      out_axes: `out_axes(layer) -> {weight index: axis}` of the weights indexed by output channel.
+      gamma: `gamma(layer) -> vector` the per-channel scale (BatchNormalization's |gamma|, ones when unscaled).
+      mean_index: `mean_index(layer) -> int`: index of the moving mean among the weights.
+      macs: `macs(layer, in_shape, out_shape) -> int` multiply-accumulates of one call, batch 1.
+      clone: `clone(layer) -> layer`, a fresh unbuilt copy from the object in memory.
+      elementwise: the same scalar function on every element (activations, dropout).
+      rectifier: output is zero for negative inputs (ReLU-like), for activation-based criteria.
+      kernel_regularizer: the config key that takes a regularizer of the kernel.
+    """
+    role: Union[str, Callable]
+    cut: Optional[Callable] = None
+    config: Optional[Callable] = None
+    filters: Optional[Callable] = None
+    reads: Optional[Callable] = None
+    zero: Optional[Callable] = None
+    kernel_io: Optional[Callable] = None
+    out_axes: Optional[Callable] = None
+    gamma: Optional[Callable] = None
+    mean_index: Optional[Callable] = None
+    macs: Optional[Callable] = None
+    clone: Optional[Callable] = None
+    elementwise: bool = False
+    rectifier: bool = False
+    kernel_regularizer: Optional[str] = None
+
+    def role_of(self, layer):
+        role = self.role(layer) if callable(self.role) else self.role
+        if role is not None and role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}. Got: {role!r}")
+        return role
+
+    def cut_weights(self, layer, weights, in_keeps, out_keep):
+        return (self.cut or cut_vectors)(layer, weights, in_keeps, out_keep)
+
+
+KINDS = {}
+
+
+def register_layer(cls, role, cut=None, config=None, filters=None, **facts):
+    """Teaches tfcompress a layer class (the hook for custom layers).
+
+    Example: a custom elementwise layer that keeps channels and has one per-channel weight vector
+    needs only `register_layer(MyScale, role="pass")`: per-channel vectors are sliced by default.
+
+    >>> from tfcompress._tf import keras
+    >>> class Twice(keras.layers.Layer):
+    ...     def call(self, x):
+    ...         return 2.0 * x
+    >>> _ = register_layer(Twice, role="pass", elementwise=True)
+    >>> kind_of(Twice()).role, kind_of(Twice()).elementwise
+    ('pass', True)
+
+    Args:
+      cls: the layer class (matched exactly, not by subclass).
+      role: `"produce"`, `"pass"`, `"merge"`, `"concat"`, `"flatten"`, `"reshape"`, or a function
+        `role(layer) -> role | None`.
+      cut, config, filters: see `LayerKind`. Defaults to `None`.
+      **facts: any other `LayerKind` field (`zero`, `reads`, `macs`, `clone`, `elementwise`, ...).
+
+    Returns:
+      The class.
+    """
+    KINDS[cls] = LayerKind(role, cut, config, filters, **facts)
+    return cls
+
+
+def kind_of(layer):
+    """The `LayerKind` of a layer, or None for a class the table does not know."""
+    return KINDS.get(type(layer))
+
+
+def cut_vectors(layer, weights, in_keeps, out_keep):
+    """Default cut: every weight is a per-channel vector of the output's channels."""
+    return [w[out_keep] if w.ndim == 1 and w.shape[0] == out_keep.shape[0] else w for w in weights]
+
+
+def prod(shape):
+    return int(np.prod([int(d) for d in shape])) if len(shape) else 1
