@@ -14,15 +14,17 @@ Data-driven criteria (`apoz`, `taylor`) are not available inside `fit`.
 
 Training a masked model without the callback fails with an error that names it.
 """
-import copy
-
 import numpy as np
 
-from tfcompress._tf import keras, tf
+from tfcompress._tf import check_model, keras, tf
 from tfcompress.callbacks import iter_layers, register_driver
 from tfcompress.errors import InputError
+from tfcompress.graph import Rewrite, functional
+from tfcompress.graph.kinds import cut_vectors, register_layer
 from tfcompress.pruning import criteria as _criteria
-from tfcompress.pruning.cutters import cut_vectors, register_layer
+from tfcompress.pruning.channel_plan import choose, group_ratios
+from tfcompress.pruning.graph import ChannelGraph
+from tfcompress.pruning.shrink import rebuild
 from tfcompress.schedules import Schedule
 from tfcompress.stripping import register_stripper
 
@@ -82,41 +84,25 @@ def _schedules(spec):
 
 def mask_channels(model, ratio, criterion="l1", round_to=None, skip=None, seed=0):
     """A copy of `model` with `ChannelMask` layers in front of every consumer of a prunable group."""
-    from tfcompress.pruning.channels import functional, group_ratios
-    from tfcompress.pruning.graph import ChannelGraph
-    from tfcompress._tf import check_model
     check_model(model)
     model = functional(model)
     spec = _spec(ratio, criterion, round_to, skip, seed)
     graph = ChannelGraph(model)
     ratios = group_ratios(graph, ratio, skip)
     prunable = {c for g in graph.groups if g.prunable and g.index in ratios for c in g.classes}
-    config = copy.deepcopy(model.get_config())
-    new_layers, masks = [], {}
-    for lc in config["layers"]:
-        new_layers.append(lc)
-        name = lc["name"]
+    rewrite = Rewrite(model, {"tfcompress>ChannelMask": ChannelMask})
+    masks = {}  # one mask per masked tensor, shared by all its consumers
+    for name in graph.order:
         if graph.roles.get(name) != "produce":
             continue
-        for node in lc["inbound_nodes"]:
-            for i, edge in enumerate(node):
-                key = next(k for k in graph.inputs[name] if k[0] == edge[0] and k[2] == edge[2])
-                if not set(graph.roots(key)) & prunable:
-                    continue
-                mname = f"{edge[0]}_{edge[2]}_chmask" if edge[2] else f"{edge[0]}_chmask"
-                if mname not in masks:
-                    masks[mname] = {"class_name": "tfcompress>ChannelMask", "name": mname,
-                                    "config": {"name": mname, "trainable": False, "spec": spec},
-                                    "inbound_nodes": [[[edge[0], edge[1], edge[2], {}]]]}
-                    new_layers.insert(len(new_layers) - 1, masks[mname])
-                node[i] = [mname, 0, 0, edge[3] if len(edge) > 3 else {}]
-    config["layers"] = new_layers
-    objects = {type(lay).__name__: type(lay) for lay in model.layers}
-    objects["tfcompress>ChannelMask"] = ChannelMask
-    new = keras.Model.from_config(config, custom_objects=objects)
-    for layer in model.layers:
-        new.get_layer(layer.name).set_weights(layer.get_weights())
-    return new
+        for i, key in enumerate(graph.inputs[name]):
+            if not set(graph.roots(key)) & prunable:
+                continue
+            if key not in masks:
+                masks[key] = ChannelMask(spec, name=f"{key[0]}_{key[2]}_chmask" if key[2] else f"{key[0]}_chmask",
+                                         trainable=False)
+            rewrite.insert_before(name, masks[key], input_index=i)
+    return rewrite.apply()
 
 
 def _masked_model(model):
@@ -143,8 +129,6 @@ class ChannelPruningDriver:
     """Updates the masks of one model on the schedule's steps."""
 
     def __init__(self, model):
-        from tfcompress.pruning.channels import group_ratios
-        from tfcompress.pruning.graph import ChannelGraph
         self.model = model
         self.masks = [layer for layer in model.layers if isinstance(layer, ChannelMask)]
         self.spec = self.masks[0].spec
@@ -166,7 +150,6 @@ class ChannelPruningDriver:
         return int(opt.iterations.numpy()) if opt is not None else 0
 
     def on_train_batch_begin(self, batch):
-        from tfcompress.pruning.channels import choose
         step = self._step()
         due = {}
         for gi, sched in self.ratios.items():
@@ -208,8 +191,6 @@ def strip_channel_masks(model):
     """Removes masked channels physically and drops the mask layers; None if there are none."""
     if not any(isinstance(layer, ChannelMask) for layer in model.layers):
         return None
-    from tfcompress.pruning.channels import rebuild
-    from tfcompress.pruning.graph import ChannelGraph
     graph = ChannelGraph(model)
     masks = [layer for layer in model.layers if isinstance(layer, ChannelMask)]
     return rebuild(graph, removed_classes(graph, masks), drop=[m.name for m in masks],

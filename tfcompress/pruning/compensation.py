@@ -16,19 +16,18 @@ right after, are left as they are.
 import numpy as np
 
 from tfcompress._tf import keras
+from tfcompress.graph import kind_of
 from tfcompress.pruning.criteria import split_data
-
-L = keras.layers
-_KINDS = (L.Dense, L.Conv1D, L.Conv2D, L.Conv3D)
 
 
 def _following_bn(graph, name):
-    """The BatchNormalization that alone reads layer `name`'s output, or None."""
+    """The BatchNormalization-like layer (one with a moving mean) that alone reads `name`'s output, or None."""
     key = graph.output[name]
     readers = [n for n in graph.order if key in graph.inputs.get(n, [])]
-    if len(readers) == 1 and isinstance(graph.layers[readers[0]], L.BatchNormalization) \
-            and graph.roles[readers[0]] == "pass":
-        return readers[0]
+    if len(readers) == 1 and graph.roles[readers[0]] == "pass":
+        kind = kind_of(graph.layers[readers[0]])
+        if kind is not None and kind.mean_index is not None:
+            return readers[0]
     return None
 
 
@@ -37,7 +36,8 @@ def _consumers(graph, keeps):
     out = []
     for name in graph.order:
         layer = graph.layers[name]
-        if graph.roles[name] != "produce" or type(layer) not in _KINDS or not graph.inputs[name]:
+        kind = kind_of(layer)
+        if graph.roles[name] != "produce" or kind is None or kind.kernel_io is None or not graph.inputs[name]:
             continue
         if not keeps[graph.inputs[name][0]].all():
             out.append(name)
@@ -76,8 +76,7 @@ def mean_shifts(graph, removed, data, batch_size=256):
     for name, mean in zip(names, means):
         layer = graph.layers[name]
         gone = ~keeps[graph.inputs[name][0]]
-        kernel = layer.get_weights()[0]
-        taps = kernel.reshape(-1, kernel.shape[-2], kernel.shape[-1]).sum(0)  # (in, out)
+        taps = kind_of(layer).kernel_io(layer).sum(0)  # (in, out)
         delta = mean[gone].astype(np.float64) @ taps[gone].astype(np.float64)
         if layer.use_bias:
             shifts[name] = (1, delta)
@@ -85,7 +84,7 @@ def mean_shifts(graph, removed, data, batch_size=256):
             bn = _following_bn(graph, name)
             if bn is not None:  # read by this layer alone, so shifted once
                 lay = graph.layers[bn]
-                shifts[bn] = (int(lay.scale) + int(lay.center), -delta)  # the index of moving_mean
+                shifts[bn] = (kind_of(lay).mean_index(lay), -delta)
     return shifts
 
 

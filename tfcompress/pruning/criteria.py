@@ -24,7 +24,7 @@ import numpy as np
 
 from tfcompress._tf import keras, tf
 from tfcompress.errors import InputError
-from tfcompress.pruning.cutters import cutter_for
+from tfcompress.graph import kind_of
 
 NAMES = ("l1", "l2", "bn_gamma", "apoz", "taylor", "random", "merge")
 NEEDS_DATA = ("apoz", "taylor")
@@ -100,14 +100,8 @@ def _producers(graph):
 
 def _input_rows(layer):
     """The weights that read each input channel, input channel last; None for layers not known here."""
-    w = layer.get_weights()
-    if isinstance(layer, keras.layers.Conv2DTranspose):
-        return w[0]
-    if isinstance(layer, keras.layers.SeparableConv2D):
-        return np.moveaxis(w[0], 2, -1)
-    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense)):
-        return np.moveaxis(w[0], -2, -1)
-    return None
+    kind = kind_of(layer)
+    return kind.reads(layer) if kind is not None and kind.reads is not None else None
 
 
 def _norm(w, p):
@@ -121,7 +115,7 @@ def _filter_norms(graph, p):
     out = []
     for name in _producers(graph):
         layer = graph.layers[name]
-        out.append((graph.output[name], _norm(cutter_for(layer).filters(layer), p)))
+        out.append((graph.output[name], _norm(kind_of(layer).filters(layer), p)))
         rows = _input_rows(layer)
         if rows is not None and graph.inputs[name]:
             out.append((graph.inputs[name][0], _norm(rows, p)))
@@ -145,9 +139,9 @@ class BNGamma(Importance):
         out = {}
         for name in self.graph.order:
             layer = self.graph.layers[name]
-            if isinstance(layer, keras.layers.BatchNormalization) and self.graph.roles[name] == "pass":
-                out[self.graph.output[name]] = (np.abs(layer.gamma.numpy()) if layer.scale
-                                                else np.ones(layer.moving_mean.shape))
+            kind = kind_of(layer)
+            if kind is not None and kind.gamma is not None and self.graph.roles[name] == "pass":
+                out[self.graph.output[name]] = kind.gamma(layer)
         return out
 
 
@@ -157,7 +151,8 @@ class Random(Importance):
 
 
 def _relu_like(layer):
-    if isinstance(layer, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU)):
+    kind = kind_of(layer)
+    if kind is not None and kind.rectifier:
         return True
     act = getattr(layer, "activation", None)
     return getattr(act, "__name__", None) in _RELU_NAMES
@@ -188,12 +183,6 @@ class APoZ(Importance):
         return {self.graph.output[n]: 1.0 - z / max(s, 1) + 1e-6 for n, z, s in zip(names, zeros, seen)}
 
 
-def _channel_axis(layer, weight):
-    if weight.shape.rank == 1:
-        return 0
-    if isinstance(layer, keras.layers.Conv2DTranspose):
-        return 2
-    return weight.shape.rank - 1
 
 
 class Taylor(Importance):
@@ -202,15 +191,18 @@ class Taylor(Importance):
     def vectors(self):
         x, y = split_data(self.data)
         model, graph = self.model, self.graph
-        tracked = []  # (tensor key, layer, variable)
+        tracked = []  # (tensor key, variable, axis of its output channels)
         for name in graph.order:
             layer = graph.layers[name]
             role = graph.roles[name]
-            if role == "produce" or (role == "pass" and isinstance(layer, keras.layers.BatchNormalization)):
-                for v in layer.trainable_weights:
-                    if isinstance(layer, keras.layers.SeparableConv2D) and "depthwise" in v.name:
-                        continue
-                    tracked.append((graph.output[name], layer, v))
+            kind = kind_of(layer)
+            if kind is None or kind.out_axes is None or role not in ("produce", "pass"):
+                continue
+            trainable = {id(v) for v in layer.trainable_weights}
+            for index, axis in kind.out_axes(layer).items():
+                v = layer.weights[index]
+                if id(v) in trainable:
+                    tracked.append((graph.output[name], v, axis % v.shape.rank))
         if not tracked:
             return {}
         last = model.layers[-1]
@@ -223,12 +215,11 @@ class Taylor(Importance):
                 out = model(xb, training=False)
                 labels = tf.argmax(out, -1) if yb is None else yb
                 loss = loss_fn(labels, out)
-            grads = tape.gradient(loss, [v for _, _, v in tracked])
+            grads = tape.gradient(loss, [v for _, v, _ in tracked])
             per = {}
-            for (key, layer, v), g in zip(tracked, grads):
+            for (key, v, axis), g in zip(tracked, grads):
                 if g is None:
                     continue
-                axis = _channel_axis(layer, v)
                 wg = np.moveaxis((v * g).numpy(), axis, -1).reshape(-1, v.shape[axis]).sum(0)
                 per[key] = per.get(key, 0.0) + wg
             for key, wg in per.items():
@@ -253,8 +244,7 @@ class Merge(Importance):
             layer = self.graph.layers[name]
             if how == "consume" and isinstance(layer, keras.layers.Dense):
                 consumers.append(name)
-            elif how == "pass" and (isinstance(layer, (keras.layers.ReLU, keras.layers.Activation,
-                                                       keras.layers.Dropout, keras.layers.LeakyReLU))):
+            elif how == "pass" and getattr(kind_of(layer), "elementwise", False):
                 continue
             elif name != group.producers[0]:
                 return None

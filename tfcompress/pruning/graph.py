@@ -8,7 +8,7 @@ merge (Add, Multiply, ...) declares its inputs' atoms equal, position by positio
 shortcut follows the structure of the block's output. Equal atoms form a *class*: the unit that is
 kept or removed. Classes that share a producer form a `Group`, the unit a pruning ratio applies to.
 
-A layer the graph does not know (no entry in `cutters.CUTTERS`, a shared layer, a nested model) blocks
+A layer the graph does not know (no entry in the layer-kind table, `tfcompress.graph.kinds`, a shared layer, a nested model) blocks
 every group that reaches it, with a reason naming it; the model's input channels and its output
 channels are fixed. Everything else in the model still prunes.
 """
@@ -17,13 +17,8 @@ import dataclasses
 import numpy as np
 
 from tfcompress._tf import keras, tf
-from tfcompress.errors import UnsupportedModelError
-from tfcompress.pruning.cutters import couples_channels, cutter_for
-
-
-def _key(t):
-    h = t._keras_history
-    return (h.layer.name, h.node_index, h.tensor_index)
+from tfcompress.graph import kind_of, nodes as _nodes, require_graph, tensor_key as _key
+from tfcompress.graph.builtin import couples_channels
 
 
 def _ranges(positions):
@@ -99,11 +94,7 @@ class ChannelGraph:
     """
 
     def __init__(self, model):
-        if not getattr(model, "_is_graph_network", False):
-            raise UnsupportedModelError(
-                f"channel pruning needs a functional or Sequential tf-keras model with a known input shape; "
-                f"{model.name} ({type(model).__name__}) is subclassed or not built")
-        self.model = model
+        self.model = require_graph(model, "channel pruning")
         self.layers = {}
         self.order = []           # layer names, topological
         self.roles = {}           # layer name -> role or None (unknown)
@@ -139,13 +130,8 @@ class ChannelGraph:
 
     # ------------------------------------------------------------ building
 
-    def _nodes(self):
-        by_depth = self.model._nodes_by_depth
-        for depth in sorted(by_depth, reverse=True):
-            yield from by_depth[depth]
-
     def _build(self):
-        nodes = list(self._nodes())
+        nodes = list(_nodes(self.model))
         calls = {}
         for node in nodes:
             calls[node.layer.name] = calls.get(node.layer.name, 0) + 1
@@ -198,14 +184,17 @@ class ChannelGraph:
                           "flatten it into the outer functional model to prune across it")
         if calls > 1:
             return None, f"layer '{layer.name}' ({cls}) is shared (called {calls} times)"
-        cutter = cutter_for(layer)
-        if cutter is None:
+        kind = kind_of(layer)
+        if kind is None:
             return None, (f"layer '{layer.name}' ({cls}) is unknown to the channel graph; teach it with "
-                          "tfcompress.pruning.cutters.register_layer")
+                          "tfc.graph.register_layer")
         if len(outs) != 1:
             return None, f"layer '{layer.name}' ({cls}) has {len(outs)} outputs"
-        role = cutter.role_of(layer)
+        role = kind.role_of(layer)
         if role is None:
+            if isinstance(layer, keras.layers.Lambda):
+                return None, (f"Lambda layer '{layer.name}' runs a function the channel graph cannot see "
+                              "into; its channels stay as they are")
             return None, f"layer '{layer.name}' ({cls}) is configured in a way channel pruning does not support"
         return role, None
 

@@ -12,6 +12,7 @@ import numpy as np
 from tfcompress._tf import check_model, keras, tf, tfmot
 from tfcompress.callbacks import iter_layers, register_driver
 from tfcompress.errors import Error, InputError, UnsupportedModelError
+from tfcompress.graph import copy_model, map_layers
 from tfcompress.schedules import Schedule
 from tfcompress.stripping import register_stripper
 
@@ -163,12 +164,6 @@ def _prunable(layer):
     return _registry.PruneRegistry.supports(layer) and bool(_registry.PruneRegistry._weight_names(layer))
 
 
-def _copy(model):
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
 def prune(model, schedule=None, layers=None):
     """Wraps a model's layers for magnitude pruning during `fit`.
 
@@ -203,32 +198,13 @@ def prune(model, schedule=None, layers=None):
     chosen = _select(model, schedule, layers)
     if not chosen:
         raise InputError(f"model {model.name!r} has no prunable layer")
-    base = _copy(model)
 
-    def wrap(layer):
+    def wrap(layer):   # a copy holding the trained weights; masks and thresholds start at their initial values
         if layer.name in chosen:
             return PruneWrapper(layer, chosen[layer.name])
         return layer
 
-    wrapped = keras.models.clone_model(base, clone_function=wrap)
-    wrapped.set_weights(_weights_in_order(base, wrapped))
-    return wrapped
-
-
-def _weights_in_order(base, wrapped):
-    """The wrapped model's weights: base layer weights, masks/thresholds/steps at their initial values."""
-    out = []
-    by_name = {l.name: l for l in base.layers}
-    for layer in wrapped.layers:
-        if isinstance(layer, PruneWrapper):
-            src = by_name[layer.layer.name]
-            values = {id(v): val for v, val in zip(src.weights, src.get_weights())}
-            inner = {id(v) for v in layer.layer.weights}
-            for v in layer.weights:
-                out.append(values[id(v)] if id(v) in inner and id(v) in values else v.numpy())
-        else:
-            out.extend(layer.get_weights())
-    return out
+    return map_layers(model, wrap)
 
 
 def wrappers(model):
@@ -308,7 +284,7 @@ def _strip(model):
     for layer in found:
         layer.apply_masks()
     stripped = tfmot.sparsity.keras.strip_pruning(model)
-    return _copy(stripped)
+    return copy_model(stripped)
 
 
 CUSTOM_OBJECTS = {"PruneWrapper": PruneWrapper, "tfcompress>PruneWrapper": PruneWrapper}

@@ -20,10 +20,9 @@ model.compile(...); model.fit(...)
 small = tfc.prune_channels(model, 0.5, criterion="bn_gamma")
 ```
 """
-import copy
-
 from tfcompress._tf import check_model, keras, tf
 from tfcompress.errors import InputError
+from tfcompress.graph import Rewrite, kind_of
 
 __all__ = ["bn_l1", "group_lasso", "attach", "BNL1", "GroupLasso"]
 
@@ -79,14 +78,33 @@ def group_lasso(lam=1e-4):
     return GroupLasso(lam)
 
 
-_CONV_LIKE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense)
+def _regularized_config(layer, regularizer):
+    """The layer's config with `regularizer` in place, or None when it does not apply to this layer."""
+    kind = kind_of(layer)
+    if kind is None:
+        return None
+    cfg = layer.get_config()
+    if isinstance(regularizer, BNL1):
+        if kind.gamma is None or not getattr(layer, "scale", False) or "gamma_regularizer" not in cfg:
+            return None
+        return dict(cfg, gamma_regularizer=keras.regularizers.serialize(regularizer))
+    key = kind.kernel_regularizer
+    axes = kind.out_axes(layer) if kind.out_axes else {}
+    if key is None or 0 not in axes or key not in cfg or kind.role_of(layer) != "produce":
+        return None
+    axis = axes[0]
+    reg = regularizer if axis == -1 else GroupLasso(regularizer.lam, axis)
+    return dict(cfg, **{key: keras.regularizers.serialize(reg)})
 
 
 def attach(model, regularizer, layers=None):
     """A copy of `model` with `regularizer` on its BN gammas (`BNL1`) or Conv/Dense kernels (`GroupLasso`).
 
+    Which layers qualify, and which axis of their kernel holds the output channels, comes from the
+    layer-kind table (`tfcompress.graph`), so a registered custom layer takes part too.
+
     Args:
-      model: a functional or Sequential tf-keras model.
+      model: a functional or Sequential tf-keras model (a Sequential one comes back functional).
       regularizer: a `BNL1` or `GroupLasso` (from `bn_l1` / `group_lasso`).
       layers: names of the layers to regularize, or None for every eligible layer except the output
         layer. Defaults to `None`.
@@ -98,28 +116,16 @@ def attach(model, regularizer, layers=None):
     if not isinstance(regularizer, (BNL1, GroupLasso)):
         raise InputError(f"regularizer must come from bn_l1 or group_lasso. Got: {type(regularizer).__name__}")
     outputs = {t._keras_history.layer.name for t in tf.nest.flatten(model.outputs)}
-    config = copy.deepcopy(model.get_config())
-    entries = config["layers"]
     chosen = set(layers) if layers is not None else None
     by_name = {layer.name: layer for layer in model.layers}
     missing = sorted((chosen or set()) - set(by_name))
     if missing:
         raise InputError(f"layers not in the model: {', '.join(missing)}")
-    ser = keras.regularizers.serialize(regularizer)
-    for lc in entries:
-        name = lc["config"]["name"]
-        layer = by_name.get(name)
-        if layer is None or (chosen is not None and name not in chosen) or (chosen is None and name in outputs):
+    rewrite = Rewrite(model)
+    for name, layer in by_name.items():
+        if (chosen is not None and name not in chosen) or (chosen is None and name in outputs):
             continue
-        if isinstance(regularizer, BNL1) and isinstance(layer, keras.layers.BatchNormalization) and layer.scale:
-            lc["config"]["gamma_regularizer"] = ser
-        elif isinstance(regularizer, GroupLasso):
-            if isinstance(layer, keras.layers.Conv2DTranspose):
-                lc["config"]["kernel_regularizer"] = keras.regularizers.serialize(GroupLasso(regularizer.lam, 2))
-            elif isinstance(layer, _CONV_LIKE) and not isinstance(layer, keras.layers.DepthwiseConv2D):
-                lc["config"]["kernel_regularizer"] = ser
-    objects = {type(lay).__name__: type(lay) for lay in model.layers}
-    cls = keras.Sequential if isinstance(model, keras.Sequential) else keras.Model
-    new = cls.from_config(config, custom_objects=objects)
-    new.set_weights(model.get_weights())
-    return new
+        cfg = _regularized_config(layer, regularizer)
+        if cfg is not None:
+            rewrite.set_config(name, cfg)
+    return rewrite.apply()
