@@ -21,6 +21,7 @@ import numpy as np
 from tfcompress._tf import check_model, keras, tf, tfmot
 from tfcompress.callbacks import iter_layers, register_driver
 from tfcompress.errors import InputError, UnsupportedModelError
+from tfcompress.graph import copy_model, map_layers
 from tfcompress.stripping import register_stripper
 
 from tensorflow_model_optimization.python.core.clustering.keras import cluster_wrapper as _cw  # noqa: E402
@@ -105,12 +106,6 @@ def _choose(model, clusters, layers, preserve_sparsity):
     return {n: k for n, k in chosen.items() if n not in bad}
 
 
-def _copy(model):
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
 def _kernel_size(layer, per_channel):
     kernel = next((getattr(layer, a) for a in _KERNELS if getattr(layer, a, None) is not None), None)
     if kernel is None:
@@ -176,9 +171,8 @@ def cluster(model, clusters=16, init="kmeans++", preserve_sparsity=True, per_cha
     chosen = {n: k for n, k in chosen.items() if (_kernel_size(by_name[n], per_channel) or 0) > k}
     if not chosen:
         raise InputError(f"model {model.name!r} has no layer with more than {clusters} weights to cluster")
-    base = _copy(model)   # tfmot wraps the layers it is given: keep the caller's model untouched
 
-    def wrap(layer):
+    def wrap(layer):   # a built copy with the trained weights: the caller's model stays untouched
         if layer.name not in chosen:
             return layer
         if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional, keras.layers.MultiHeadAttention)):
@@ -187,7 +181,7 @@ def cluster(model, clusters=16, init="kmeans++", preserve_sparsity=True, per_cha
                 preserve_sparsity=bool(preserve_sparsity))
         wrapper = ClusterWrapper(layer, chosen[layer.name], INITS[init], bool(preserve_sparsity), bool(per_channel))
         try:
-            wrapper.build(layer.input_shape)
+            wrapper.build(by_name[layer.name].input_shape)
         except tf.errors.InvalidArgumentError:
             # tfmot's kmeans++ needs as many distinct weights as centroids on each side of the pinned
             # zero (in each channel); a sparse small tensor may have fewer
@@ -198,7 +192,7 @@ def cluster(model, clusters=16, init="kmeans++", preserve_sparsity=True, per_cha
         return wrapper
 
     try:
-        return keras.models.clone_model(base, clone_function=wrap)
+        return map_layers(model, wrap)
     except ValueError as e:
         first = str(e).strip().splitlines()[0][:300]
         raise UnsupportedModelError(f"tfmot could not cluster model {model.name!r}: {first}") from None
@@ -250,7 +244,7 @@ def _strip(model):
     if not found:
         return None
     names = {w.name for w in found}
-    plain = _copy(tfmot.clustering.keras.strip_clustering(model))
+    plain = copy_model(tfmot.clustering.keras.strip_clustering(model))
     for layer in iter_layers(plain):
         kernel = _kernel_of(layer) if layer.name in names or f"cluster_{layer.name}" in names else None
         if kernel is not None:

@@ -99,16 +99,14 @@ def _nsr(sqnr_db):
 
 
 def _upstream(model, mapped):
+    from tfcompress.graph import inbound_layers
     """{layer: [nearest mapped upstream layer names, or None for the model input]}."""
     ups = {}
     for layer in model.layers:
         found, stack, seen = set(), [layer], set()
         while stack:
             cur = stack.pop()
-            nodes = getattr(cur, "_inbound_nodes", [])
-            inbound = []
-            for node in nodes[:1]:
-                inbound = node.inbound_layers if isinstance(node.inbound_layers, list) else [node.inbound_layers]
+            inbound = inbound_layers(cur)
             if not inbound:
                 found.add(None)
             for prev in inbound:

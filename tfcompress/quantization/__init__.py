@@ -19,33 +19,18 @@ import re
 
 from tfcompress._tf import check_model, keras, tfmot
 from tfcompress.errors import InputError, UnsupportedModelError
+from tfcompress.graph import map_layers
 from tfcompress.quantization.relu6_forms import canonicalize
-from tfcompress.quantization.scheme import (CUSTOM_OBJECTS as _SCHEME_OBJECTS, ReLU6QuantizeConfig, Registry,
-                                            Scheme, register_quantize_config)
-
-from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _ql  # noqa: E402
-from tensorflow_model_optimization.python.core.quantization.keras import quantize_wrapper as _qw  # noqa: E402
+from tfcompress.quantization.objects import (CUSTOM_OBJECTS, QuantizeLayer, QuantizeWrapper,  # noqa: F401
+                                             is_quantized, quantize_scope)
+from tfcompress.quantization.scheme import ReLU6QuantizeConfig, Registry, Scheme, register_quantize_config
+from tfcompress.quantization.unwrap import float_model
 
 __all__ = ["quantize", "register_quantize_config", "is_quantized", "float_model", "quantize_scope",
            "ReLU6QuantizeConfig", "Scheme"]
 
-QuantizeWrapper = _qw.QuantizeWrapper
-QuantizeLayer = _ql.QuantizeLayer
 _WEIGHTED = ("kernel", "depthwise_kernel", "pointwise_kernel")
 _NO_COMPUTE = (keras.layers.InputLayer,)
-
-
-def quantize_scope(*extra):
-    """tfmot's `quantize_scope` with tfcompress's configs and quantizers known (for loading models)."""
-    objects = dict(CUSTOM_OBJECTS)
-    for e in extra:
-        objects.update(e)
-    return tfmot.quantization.keras.quantize_scope(objects)
-
-
-def is_quantized(model):
-    """True when the model holds QAT wrappers."""
-    return any(isinstance(l, (QuantizeWrapper, QuantizeLayer)) for l in model.layers)
 
 
 def _names(arg, what):
@@ -177,7 +162,7 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
         # the model's own (custom) layer classes, so tfmot's clones can rebuild them from config
         own = {type(l).__name__: type(l) for l in canonical.layers}
         with quantize_scope(own):
-            annotated = keras.models.clone_model(canonical, clone_function=wrap)
+            annotated = map_layers(canonical, wrap, own)
             return tfmot.quantization.keras.quantize_apply(annotated, scheme=Scheme(preserve_sparsity))
     except (ValueError, RuntimeError, TypeError) as e:
         found = re.findall(r"Layer ([^:\s]+):<class '(?:[\w.]+\.)?(\w+)'> is not supported", str(e))
@@ -185,25 +170,3 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
             raise _unsupported(found) from None
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise UnsupportedModelError(f"tfmot could not quantize model {model.name!r}: {first}") from None
-
-
-from tfcompress.quantization.unwrap import float_model  # noqa: E402
-
-def _scope_dict():
-    from tensorflow_model_optimization.python.core.quantization.keras import (
-        quantize_annotate, quantize_aware_activation, quantize_config, quantizers)
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry)
-    objects = {"QuantizeAnnotate": quantize_annotate.QuantizeAnnotate,
-               "QuantizeAwareActivation": quantize_aware_activation.QuantizeAwareActivation,
-               "NoOpActivation": quantize_aware_activation.NoOpActivation,
-               "QuantizeWrapper": _qw.QuantizeWrapper, "QuantizeWrapperV2": _qw.QuantizeWrapperV2,
-               "QuantizeLayer": QuantizeLayer, "OutputOnlyConfig": quantize_config.OutputOnlyConfig,
-               "FixedQuantizeConfig": quantize_config.FixedQuantizeConfig}
-    objects.update(default_8bit_quantize_registry._types_dict())
-    objects.update(quantizers._types_dict())
-    return objects
-
-
-CUSTOM_OBJECTS = _scope_dict()
-CUSTOM_OBJECTS.update(_SCHEME_OBJECTS)

@@ -12,11 +12,10 @@ ReLU6 the fixed [0, 6] output quantizer.
   becomes linear and a `ReLU(max_value=6.0)` named `<layer>_relu6` follows it. The TFLite converter
   fuses the pair back into one op with a fused RELU6.
 
-The math is unchanged; weights are copied by layer name.
+The math is unchanged; the rewrite goes through `tfcompress.graph.Rewrite`, weights copied by layer name.
 """
-import copy
-
 from tfcompress._tf import keras
+from tfcompress.graph import Rewrite
 
 _RELU6_CONFIG = {"max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0}
 
@@ -43,43 +42,12 @@ def is_relu6_layer(layer):
     return False
 
 
-def _relu_entry(name, functional):
-    entry = {"module": "keras.layers", "class_name": "ReLU", "registered_name": None,
-             "config": {"name": name, "trainable": True, "dtype": "float32", **_RELU6_CONFIG}}
-    if functional:
-        entry["name"] = name
-    return entry
-
-
-def _needs_rewrite(entry):
-    cls, cfg = entry.get("class_name"), entry.get("config", {})
-    if cls in ("Activation", "TFOpLambda"):
-        return "replace" if (is_relu6_activation(cfg.get("activation"))
-                             or cfg.get("function") in ("nn.relu6", "relu6")) else None
-    if cls not in ("ReLU", "InputLayer") and "activation" in cfg and is_relu6_activation(cfg["activation"]):
+def _needs_rewrite(layer):
+    if isinstance(layer, (keras.layers.Activation, keras.layers.InputLayer)) or type(layer).__name__ == "TFOpLambda":
+        return "replace" if is_relu6_layer(layer) and not isinstance(layer, keras.layers.InputLayer) else None
+    if not isinstance(layer, keras.layers.ReLU) and is_relu6_activation(getattr(layer, "activation", None)):
         return "split"
     return None
-
-
-def _rename_refs(value, mapping):
-    """Replaces [name, node, tensor(, kwargs)] references to renamed layers, anywhere in a config."""
-    if isinstance(value, list):
-        if len(value) in (3, 4) and isinstance(value[0], str) and value[0] in mapping \
-                and isinstance(value[1], int):
-            return [mapping[value[0]], *value[1:]]
-        return [_rename_refs(v, mapping) for v in value]
-    if isinstance(value, dict):
-        return {k: _rename_refs(v, mapping) for k, v in value.items()}
-    return value
-
-
-def _strip_kwargs(nodes):
-    """A TFOpLambda's call kwargs (name=...) mean nothing to ReLU."""
-    if isinstance(nodes, list):
-        if len(nodes) == 4 and isinstance(nodes[0], str) and isinstance(nodes[3], dict):
-            return [*nodes[:3], {}]
-        return [_strip_kwargs(n) for n in nodes]
-    return nodes
 
 
 def _unique(name, taken):
@@ -90,49 +58,34 @@ def _unique(name, taken):
     return out
 
 
+def _relu6(name):
+    return keras.layers.ReLU(name=name, **_RELU6_CONFIG)
+
+
+def _as_relu6(layer, inputs):
+    return _relu6(layer.name)(inputs)
+
+
 def canonicalize(model, custom_objects=None):
     """Returns `(model, renamed)`: a copy with every ReLU6 as a `ReLU(6.0)` layer, and
     `{new ReLU layer name: layer it was split from}` for fused activations.
 
-    Returns the model itself (not a copy) when it holds no ReLU6 form to rewrite.
+    Returns the model itself (not a copy) when it holds no ReLU6 form to rewrite. A Sequential model
+    with a form to rewrite comes back functional.
     """
-    functional = getattr(model, "_is_graph_network", False) and not isinstance(model, keras.Sequential)
-    config = copy.deepcopy(model.get_config())
-    entries = config["layers"]
-    if not any(_needs_rewrite(e) for e in entries):
+    kinds = {layer.name: _needs_rewrite(layer) for layer in model.layers}
+    if not any(kinds.values()):
         return model, {}
-    taken = {e["config"]["name"] for e in entries}
-    out, split = [], {}
-    for entry in entries:
-        kind = _needs_rewrite(entry)
-        name = entry["config"]["name"]
+    rewrite = Rewrite(model, custom_objects)
+    taken = set(kinds)
+    split = {}
+    for layer in model.layers:
+        kind = kinds[layer.name]
         if kind == "replace":
-            new = _relu_entry(name, functional)
-            if functional:
-                new["inbound_nodes"] = _strip_kwargs(entry.get("inbound_nodes", []))
-            out.append(new)
+            rewrite.replace(layer.name, _as_relu6)
         elif kind == "split":
-            entry["config"]["activation"] = "linear"
-            relu_name = _unique(f"{name}_relu6", taken)
-            split[relu_name] = name
-            out.append(entry)
-            relu = _relu_entry(relu_name, functional)
-            if functional:
-                relu["inbound_nodes"] = [[[name, k, 0, {}]] for k in range(len(entry.get("inbound_nodes", [])))]
-            out.append(relu)
-        else:
-            out.append(entry)
-    if functional:
-        mapping = {src: relu for relu, src in split.items()}
-        for entry in out:
-            if entry["config"]["name"] not in split:
-                entry["inbound_nodes"] = _rename_refs(entry.get("inbound_nodes", []), mapping)
-        config["output_layers"] = _rename_refs(config["output_layers"], mapping)
-    config["layers"] = out
-    cls = keras.Sequential if isinstance(model, keras.Sequential) else keras.Model
-    rebuilt = cls.from_config(config, custom_objects=custom_objects)
-    by_name = {l.name: l for l in model.layers}
-    for layer in rebuilt.layers:
-        if layer.name in by_name and layer.weights:
-            layer.set_weights(by_name[layer.name].get_weights())
-    return rebuilt, split
+            rewrite.set_config(layer.name, dict(layer.get_config(), activation="linear"))
+            relu_name = _unique(f"{layer.name}_relu6", taken)
+            split[relu_name] = layer.name
+            rewrite.insert_after(layer.name, _relu6(relu_name))
+    return rewrite.apply(), split

@@ -8,6 +8,7 @@ Everything here subclasses tfmot's own classes (`Default8BitQuantizeRegistry`,
 import copy
 
 from tfcompress._tf import keras, tf, tfmot
+from tfcompress.graph import inbound_layers
 from tfcompress.quantization.relu6_forms import is_relu6_layer
 
 from tensorflow_model_optimization.python.core.quantization.keras import quantizers as _q  # noqa: E402
@@ -192,10 +193,9 @@ def _keep_zeros(config):
 def _concat_of_relu6(layer):
     """A Concatenate whose inputs are all ReLU6 outputs is itself on [0, 6]; the converter gives a
     concat's inputs the concat's scale, so any other range would unpin them."""
-    if not isinstance(layer, keras.layers.Concatenate) or not layer._inbound_nodes:
+    if not isinstance(layer, keras.layers.Concatenate):
         return False
-    inbound = layer._inbound_nodes[0].inbound_layers
-    inbound = inbound if isinstance(inbound, list) else [inbound]
+    inbound = inbound_layers(layer)
     return bool(inbound) and all(is_relu6_layer(getattr(l, "layer", l)) for l in inbound)
 
 
