@@ -17,8 +17,8 @@ import os
 import typing
 
 from tfcompress.errors import InputError
-from tfcompress.recipes import register_stage
-from tfcompress.stages.core import TrainConfig, _accuracy, _fit, _record
+from tfcompress.recipe.registry import register_stage
+from tfcompress.recipe.state import TrainConfig, accuracy, fit, record
 
 _INITS = ("kmeans++", "linear", "density", "random")   # tfcompress.clustering.INITS, without loading TensorFlow
 _MODES = ("int8", "int16x8", "float16", "dynamic", "float32")      # tfcompress.exporting.MODES
@@ -52,17 +52,18 @@ def _kernels(model):
 
 @register_stage("cluster", ClusterConfig)
 def cluster(state, config):
+    """Clusters the model's weights (`tfc.cluster`) and fine-tunes; records accuracy and the most clusters."""
     from tfcompress.clustering import cluster as cluster_model, distinct_values
     from tfcompress.stripping import strip
-    state["model"] = cluster_model(state["model"], clusters=config.clusters, init=config.init,
+    state.model = cluster_model(state.model, clusters=config.clusters, init=config.init,
                                    preserve_sparsity=config.preserve_sparsity, per_channel=config.per_channel,
                                    layers=config.layers)
-    _fit(state, config)
-    plain = strip(state["model"])
+    fit(state, config)
+    plain = strip(state.model)
     counts = {name: distinct_values(k, axis=-1 if config.per_channel and k.ndim == 4 else None)
               for name, k in _kernels(plain).items()}
-    state["clusters"] = counts
-    _record(state, "cluster", accuracy=_accuracy(state, plain), max_clusters=max(counts.values()))
+    state.clusters = counts
+    record(state, "cluster", accuracy=accuracy(state, plain), max_clusters=max(counts.values()))
 
 
 @dataclasses.dataclass
@@ -74,15 +75,16 @@ class QuantizeClustersConfig(TrainConfig):
 
 @register_stage("quantize_clusters", QuantizeClustersConfig)
 def quantize_clusters(state, config):
+    """QAT that keeps the clusters (and zeros), then fine-tunes; records its accuracy."""
     from tfcompress.clustering import quantize_preserving_clusters
-    state["model"] = quantize_preserving_clusters(state["model"], preserve_sparsity=config.preserve_sparsity)
-    _fit(state, config)
-    _record(state, "quantize_clusters", accuracy=_accuracy(state))
+    state.model = quantize_preserving_clusters(state.model, preserve_sparsity=config.preserve_sparsity)
+    fit(state, config)
+    record(state, "quantize_clusters", accuracy=accuracy(state))
 
 
 @dataclasses.dataclass
 class SizeConfig:
-    mode: str = "int8"                  # which exported file: state["files"][mode]
+    mode: str = "int8"                  # which exported file: state.files[mode]
     label: typing.Optional[str] = None  # the row's name; defaults to the mode
     export: typing.Optional[str] = None  # export the current model in this mode first (e.g. float32)
     samples: int = 256
@@ -96,30 +98,31 @@ class SizeConfig:
 
 @register_stage("size", SizeConfig)
 def size(state, config):
+    """Size report (file, gzip, Deep-Compression coding) of an exported file; `state.sizes` collects them."""
     from tfcompress.fileio import write_text
     from tfcompress.tflite.size import format_table, size_report
     label = config.label or config.mode
-    name = state["recipe"].name
-    accuracy = None
+    name = state.recipe.name
+    file_accuracy = None
     if config.export:
         from tfcompress.exporting import export as export_model
-        path = os.path.join(state["out"], f"{name}_{label}_{config.export}.tflite")
-        x, _ = state["train"]
-        report = export_model(state["model"], path, mode=config.export, representative_data=x[:config.samples],
-                              eval_data=state["test"], samples=config.samples)
-        state["files"][config.export] = path
-        accuracy = report.tflite_accuracy
-    elif config.mode not in state["files"]:
+        path = os.path.join(state.out, f"{name}_{label}_{config.export}.tflite")
+        x, _ = state.train
+        report = export_model(state.model, path, mode=config.export, representative_data=x[:config.samples],
+                              eval_data=state.test, samples=config.samples)
+        state.files[config.export] = path
+        file_accuracy = report.tflite_accuracy
+    elif config.mode not in state.files:
         raise InputError(f"size: no {config.mode} file exported before this step; add an export step with "
                          f"mode: {config.mode} before it, or give export: {config.mode}")
     else:
-        path = state["files"][config.mode]
-        accuracy = next((r.tflite_accuracy for r in reversed(state.get("reports", [])) if r.path == path), None)
+        path = state.files[config.mode]
+        file_accuracy = next((r.tflite_accuracy for r in reversed(state.reports) if r.path == path), None)
     report = size_report(path)
-    state["echo"]("\n".join("  " + line for line in format_table(report).splitlines()))
+    state.echo("\n".join("  " + line for line in format_table(report).splitlines()))
     d = report.to_dict()
-    d.update(label=label, accuracy=accuracy)
-    state.setdefault("sizes", []).append(d)
-    write_text(os.path.join(state["out"], f"{name}_size_{label}.json"), json.dumps(d, indent=2))
-    _record(state, f"size {label}", accuracy=accuracy, file_bytes=report.file_bytes, gzip_bytes=report.gzip_bytes,
-            coded_bytes=report.coded_bytes, ratio=round(report.ratio or 0.0, 2))
+    d.update(label=label, accuracy=file_accuracy)
+    state.sizes.append(d)
+    write_text(os.path.join(state.out, f"{name}_size_{label}.json"), json.dumps(d, indent=2))
+    record(state, f"size {label}", accuracy=file_accuracy, file_bytes=report.file_bytes,
+           gzip_bytes=report.gzip_bytes, coded_bytes=report.coded_bytes, ratio=round(report.ratio or 0.0, 2))

@@ -1,8 +1,7 @@
-"""The core recipe stages: train, prune, strip, save, export, bench, and the state they share. Other
-techniques add theirs in their own module of this package with
-`tfcompress.recipes.register_stage`."""
+"""The core recipe stages: train, prune, strip, save, export and bench. Other techniques add theirs in
+their own module of this package with `tfcompress.recipe.registry.register_stage`, using the helpers of
+`tfcompress.recipe.state` (`fit`, `accuracy`, `record`) on the run's `RunState`."""
 import dataclasses
-import json
 import math
 import os
 import typing
@@ -10,86 +9,23 @@ import typing
 import numpy as np
 
 from tfcompress.errors import InputError
-from tfcompress.recipes import register_stage
+from tfcompress.recipe.registry import register_stage
+from tfcompress.recipe.state import TrainConfig, accuracy, fit, record
 
-
-def start(recipe, out, echo):
-    from tfcompress import data, models
-    from tfcompress._tf import keras
-    keras.utils.set_random_seed(recipe.seed)
-    if recipe.model.build:
-        if recipe.model.build not in models.REGISTRY:
-            raise InputError(f"model.build: unknown model {recipe.model.build!r}; choose one of "
-                             f"{', '.join(models.REGISTRY)}")
-        args = dict(recipe.model.args)
-        if "input_shape" in args:
-            args["input_shape"] = tuple(args["input_shape"])
-        model = models.REGISTRY[recipe.model.build](**args)
-    else:
-        from tfcompress.saving import load_model
-        model = load_model(recipe.model.path)
-    shape = (None, *recipe.data.input_shape) if recipe.data.input_shape else model.input_shape
-    split = {}
-    for name in ("train", "test"):
-        x, y = data.load(recipe.data.spec, name)
-        x, note = data.fit_to_input(x, shape)
-        if note and name == "train":
-            echo(f"  {note}")
-        split[name] = (x, y)
-    os.makedirs(out, exist_ok=True)
-    return {"recipe": recipe, "out": out, "echo": echo, "model": model, "train": split["train"],
-            "test": split["test"], "rows": [], "files": {}}
-
-
-def _compile(model, learning_rate, optimizer="adam"):
-    from tfcompress._tf import keras
-    opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[optimizer](learning_rate)
-    model.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-
-
-def _accuracy(state, model=None):
-    model = model or state["model"]
-    x, y = state["test"]
-    logits = model.predict(x, batch_size=256, verbose=0)
-    return float(np.mean(logits.argmax(1) == y))
-
-
-def _record(state, stage, **values):
-    row = {"stage": stage, **values}
-    state["rows"].append(row)
-    state["echo"]("  " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
-                                   if k != "stage"))
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
-
-    def __post_init__(self):
-        if self.optimizer not in ("adam", "sgd"):
-            raise InputError(f"optimizer must be adam or sgd. Got: {self.optimizer!r}")
-        if self.epochs < 0 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise InputError("epochs must be >= 0, batch_size >= 1 and learning_rate > 0")
-
-
-def _fit(state, config, callbacks=()):
-    x, y = state["train"]
-    _compile(state["model"], config.learning_rate, config.optimizer)
-    state["model"].fit(x, y, epochs=config.epochs, batch_size=config.batch_size, verbose=0,
-                       callbacks=list(callbacks))
+__all__ = ["BenchConfig", "ExportConfig", "PruneConfig", "SaveConfig", "StripConfig", "TrainConfig", "bench",
+           "export", "prune", "save", "strip", "train"]
 
 
 @register_stage("train", TrainConfig)
 def train(state, config):
-    _fit(state, config)
-    _record(state, "train", accuracy=_accuracy(state))
+    """Fits the current model on the train split; records its test accuracy."""
+    fit(state, config)
+    record(state, "train", accuracy=accuracy(state))
 
 
 @dataclasses.dataclass
 class PruneConfig(TrainConfig):
+    """A pruning schedule (for all prunable layers, or per layer) and the fine-tuning options."""
     schedule: dict = dataclasses.field(default_factory=lambda: {"type": "PolynomialDecay", "target": 0.8})
     layers: typing.Optional[typing.Union[list, dict]] = None   # names, or {name: target | schedule}
     learning_rate: float = 5e-4
@@ -97,10 +33,14 @@ class PruneConfig(TrainConfig):
 
 @register_stage("prune", PruneConfig)
 def prune(state, config):
-    from tfcompress import CompressionCallback
+    """Wraps the model with `tfc.prune` and fine-tunes it; records accuracy and mean sparsity.
+
+    `end_step: auto` of a PolynomialDecay schedule ends the ramp after two thirds of the stage's steps.
+    """
+    from tfcompress.callbacks import CompressionCallback
     from tfcompress.pruning.magnitude import prune as prune_model, sparsity, wrappers
     from tfcompress.schedules import Schedule
-    steps = math.ceil(len(state["train"][0]) / config.batch_size) * config.epochs
+    steps = math.ceil(len(state.train[0]) / config.batch_size) * config.epochs
 
     def build(spec, where):
         spec = dict(spec)
@@ -116,46 +56,50 @@ def prune(state, config):
     if isinstance(layers, dict):  # per-layer targets reuse the stage's schedule; a mapping is a schedule
         layers = {name: build(v if isinstance(v, dict) else {**config.schedule, "target": v},
                               f"prune.layers.{name}") for name, v in layers.items()}
-    state["model"] = prune_model(state["model"], schedule, layers=layers)
-    _fit(state, config, [CompressionCallback()])
-    per_layer = {w.layer.name: sparsity(w) for w in wrappers(state["model"])}
-    state["sparsity"] = per_layer
-    _record(state, "prune", accuracy=_accuracy(state),
-            sparsity=float(np.mean(list(per_layer.values()))) if per_layer else 0.0)
+    state.model = prune_model(state.model, schedule, layers=layers)
+    fit(state, config, [CompressionCallback()])
+    per_layer = {w.layer.name: sparsity(w) for w in wrappers(state.model)}
+    state.sparsity = per_layer
+    record(state, "prune", accuracy=accuracy(state),
+           sparsity=float(np.mean(list(per_layer.values()))) if per_layer else 0.0)
 
 
 @dataclasses.dataclass
 class StripConfig:
-    pass
+    """The strip stage has no options."""
 
 
 @register_stage("strip", StripConfig)
 def strip(state, config):
+    """Removes compression wrappers (`tfc.strip`), keeping zeros and clusters."""
     from tfcompress.stripping import strip as strip_model
-    state["model"] = strip_model(state["model"])
+    state.model = strip_model(state.model)
 
 
 @dataclasses.dataclass
 class SaveConfig:
+    """Where to save; `None` means OUTPUT/NAME.keras (.h5 for a QAT model)."""
     path: typing.Optional[str] = None
 
 
 @register_stage("save", SaveConfig)
 def save(state, config):
+    """Saves the current model; `state.files["keras"]` is its path."""
     from tfcompress.fileio import atomic_path
     from tfcompress.quantization import is_quantized
     # tfmot's QAT wrappers do not reload from .keras ("quantize_layer expected 5 variables"): use .h5
-    default_ext = ".h5" if is_quantized(state["model"]) else ".keras"
-    path = config.path or os.path.join(state["out"], f"{state['recipe'].name}{default_ext}")
+    default_ext = ".h5" if is_quantized(state.model) else ".keras"
+    path = config.path or os.path.join(state.out, f"{state.recipe.name}{default_ext}")
     ext = ".h5" if path.endswith((".h5", ".hdf5")) else ".keras"
     with atomic_path(path, suffix=ext) as tmp:
-        state["model"].save(tmp)
-    state["files"]["keras"] = path
-    state["echo"](f"  saved {path}")
+        state.model.save(tmp)
+    state.files["keras"] = path
+    state.echo(f"  saved {path}")
 
 
 @dataclasses.dataclass
 class ExportConfig:
+    """The options of `tfc.export`; `path` defaults to OUTPUT/NAME_MODE.tflite."""
     mode: str = "int8"
     path: typing.Optional[str] = None
     samples: int = 256
@@ -166,20 +110,22 @@ class ExportConfig:
 
 @register_stage("export", ExportConfig)
 def export(state, config):
+    """Exports the current model to TFLite, evaluated on the test split; records accuracy and bytes."""
     from tfcompress.exporting import export as export_model
-    path = config.path or os.path.join(state["out"], f"{state['recipe'].name}_{config.mode}.tflite")
-    x, y = state["train"]
-    report = export_model(state["model"], path, mode=config.mode, representative_data=x[:config.samples],
-                          eval_data=state["test"], input_type=config.input_type, output_type=config.output_type,
+    path = config.path or os.path.join(state.out, f"{state.recipe.name}_{config.mode}.tflite")
+    x, y = state.train
+    report = export_model(state.model, path, mode=config.mode, representative_data=x[:config.samples],
+                          eval_data=state.test, input_type=config.input_type, output_type=config.output_type,
                           relu6_fixed_range=config.relu6_fixed_range, samples=config.samples)
-    state["files"][config.mode] = path
-    state.setdefault("reports", []).append(report)
-    state["echo"]("\n".join("  " + line for line in report.format().splitlines()))
-    _record(state, f"export {config.mode}", accuracy=report.tflite_accuracy, bytes=report.bytes)
+    state.files[config.mode] = path
+    state.reports.append(report)
+    state.echo("\n".join("  " + line for line in report.format().splitlines()))
+    record(state, f"export {config.mode}", accuracy=report.tflite_accuracy, bytes=report.bytes)
 
 
 @dataclasses.dataclass
 class BenchConfig:
+    """Benchmark settings, each thread count crossed with each delegate."""
     threads: list = dataclasses.field(default_factory=lambda: [1])
     delegate: list = dataclasses.field(default_factory=lambda: ["xnnpack"])
     runs: int = 50
@@ -190,11 +136,12 @@ class BenchConfig:
 
 @register_stage("bench", BenchConfig)
 def bench(state, config):
+    """Benchmarks every exported .tflite file with LiteRT on this machine; `state.bench` holds the results."""
     from android_bench.report import format_table
     from android_bench.runners import BenchConfig as Config, LocalRunner
     runner = LocalRunner()
     results = []
-    for mode, path in state["files"].items():
+    for mode, path in state.files.items():
         if not path.endswith(".tflite"):
             continue
         for threads in config.threads:
@@ -202,21 +149,5 @@ def bench(state, config):
                 results.append(runner.run(path, Config(threads=threads, delegate=delegate, runs=config.runs,
                                                        warmup=config.warmup, min_secs=config.min_secs,
                                                        target_ci=config.target_ci)))
-    state["bench"] = [r.to_dict() for r in results]
-    state["echo"]("\n".join("  " + line for line in format_table(results).splitlines()))
-
-
-def finish(state):
-    from tfcompress.fileio import write_text
-    summary = {"recipe": state["recipe"].name, "stages": state["rows"], "files": state["files"],
-               "sparsity": state.get("sparsity"), "bench": state.get("bench"),
-               "exports": [r.to_dict() for r in state.get("reports", [])]}
-    path = os.path.join(state["out"], "summary.json")
-    write_text(path, json.dumps(summary, indent=2, default=float))
-    echo = state["echo"]
-    echo("\nsummary")
-    for row in state["rows"]:
-        extra = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
-                          if k not in ("stage",) and v is not None)
-        echo(f"  {row['stage']:<16} {extra}")
-    echo(f"  written: {path}")
+    state.bench = [r.to_dict() for r in results]
+    state.echo("\n".join("  " + line for line in format_table(results).splitlines()))

@@ -16,8 +16,9 @@ import typing
 import numpy as np
 
 from tfcompress.errors import InputError
-from tfcompress.recipes import ModelConfig, load_config, register_stage
-from tfcompress.stages.core import TrainConfig, _accuracy, _compile, _record
+from tfcompress.recipe.registry import register_stage
+from tfcompress.recipe.schema import ModelConfig, load_config
+from tfcompress.recipe.state import TrainConfig, accuracy, build_model, fit, optimizer, record
 
 
 @dataclasses.dataclass
@@ -50,20 +51,9 @@ class DistillConfig(TrainConfig):
 
 
 def _build(config, seed):
-    from tfcompress import models
     from tfcompress._tf import keras
     keras.utils.set_random_seed(seed)
-    if config.build:
-        if config.build not in models.REGISTRY:
-            raise InputError(f"student.build: unknown model {config.build!r}; choose one of {', '.join(models.REGISTRY)}")
-        args = dict(config.args)
-        if "input_shape" in args:
-            args["input_shape"] = tuple(args["input_shape"])
-        if "blocks" in args:
-            args["blocks"] = tuple(tuple(b) for b in args["blocks"])
-        return models.REGISTRY[config.build](**args)
-    from tfcompress.saving import load_model
-    return load_model(config.path)
+    return build_model(config, "student")
 
 
 def _copy(model):
@@ -83,13 +73,11 @@ def _quantize(model):
 
 
 def _distil(student, teacher, config, x, y, epochs):
-    from tfcompress._tf import keras
     from tfcompress.callbacks import CompressionCallback
     from tfcompress.distillation import Distiller
     distiller = Distiller(student, teacher, temperature=config.temperature, alpha=config.alpha,
                           features=[tuple(p) for p in config.features or []], feature_weight=config.feature_weight)
-    opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[config.optimizer](config.learning_rate)
-    distiller.compile(opt, metrics=["accuracy"])
+    distiller.compile(optimizer(config.optimizer, config.learning_rate), metrics=["accuracy"])
     distiller.fit(x, y, epochs=epochs, batch_size=config.batch_size, verbose=0, callbacks=[CompressionCallback()])
     return distiller.student
 
@@ -106,18 +94,22 @@ def _zeros(model, wrapper):
 
 @register_stage("distill", DistillConfig)
 def distill(state, config):
+    """Distils a student from the current model (the teacher); the student becomes the current model.
+
+    Records the teacher's, the label-trained student's (with `baseline`) and the distilled student's
+    accuracy, and the student's sparsity when it was pruned.
+    """
     from tfcompress.pruning.magnitude import prune, sparsity, wrappers
     from tfcompress.schedules import Schedule
-    teacher = state["model"]
-    x, y = state["train"]
-    student = _build(config.student, state["recipe"].seed + 1)
+    teacher = state.model
+    x, y = state.train
+    student = _build(config.student, state.recipe.seed + 1)
     n_params = student.count_params()  # of the plain student: wrappers add masks and quantizer state
-    rows = [("teacher", teacher.count_params(), _accuracy(state, teacher), None)]
+    rows = [("teacher", teacher.count_params(), accuracy(state, teacher), None)]
     if config.baseline:
         plain = _copy(student)  # the same initial weights as the distilled student
-        _compile(plain, config.learning_rate, config.optimizer)
-        plain.fit(x, y, epochs=config.epochs, batch_size=config.batch_size, verbose=0)
-        rows.append(("student from labels", n_params, _accuracy(state, plain), None))
+        fit(state, config, model=plain)
+        rows.append(("student from labels", n_params, accuracy(state, plain), None))
     if config.prune is not None:
         schedule = dict(config.prune)
         if schedule.get("end_step", "auto") == "auto" and schedule.get("type", schedule.get("class_name")) \
@@ -136,18 +128,18 @@ def distill(state, config):
         student = _quantize(student)
     student = _distil(student, teacher, config, x, y, config.epochs)
     if config.quantize and config.qat_epochs is not None:
-        state["echo"](f"  distilled and pruned to {np.mean([sparsity(w) for w in per_layer.values()]):.4f}: "
-                      f"accuracy {_accuracy(state, student):.4f}; QAT for {config.qat_epochs} more epochs")
+        state.echo(f"  distilled and pruned to {np.mean([sparsity(w) for w in per_layer.values()]):.4f}: "
+                   f"accuracy {accuracy(state, student):.4f}; QAT for {config.qat_epochs} more epochs")
         student = _distil(_quantize(student), teacher, config, x, y, config.qat_epochs)
-    state["teacher"] = teacher
-    state["model"] = student
+    state.teacher = teacher
+    state.model = student
     per_layer = {name: _zeros(student, w) for name, w in per_layer.items()}
     if per_layer:
-        state["sparsity"] = per_layer
+        state.sparsity = per_layer
     what = " + ".join(["distilled"] + (["pruned"] if per_layer else []) + (["QAT"] if config.quantize else []))
-    rows.append((f"student {what}", n_params, _accuracy(state, student),
+    rows.append((f"student {what}", n_params, accuracy(state, student),
                  float(np.mean(list(per_layer.values()))) if per_layer else None))
-    echo = state["echo"]
+    echo = state.echo
     echo(f"  {'model':<36} {'params':>9} {'accuracy':>9} {'sparsity':>9}")
     for name, params, acc, sp in rows:
         echo(f"  {name:<36} {params:>9,} {acc:>9.4f} {'' if sp is None else f'{sp:.4f}':>9}")
@@ -157,4 +149,4 @@ def distill(state, config):
     values["distilled"] = rows[-1][2]
     if per_layer:
         values["sparsity"] = rows[-1][3]
-    _record(state, "distill", **values)
+    record(state, "distill", **values)

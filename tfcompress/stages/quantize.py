@@ -3,8 +3,8 @@ import dataclasses
 import typing
 
 from tfcompress.errors import InputError
-from tfcompress.recipes import register_stage
-from tfcompress.stages.core import TrainConfig, _accuracy, _fit, _record
+from tfcompress.recipe.registry import register_stage
+from tfcompress.recipe.state import TrainConfig, accuracy, fit, record
 
 
 @dataclasses.dataclass
@@ -36,8 +36,9 @@ class QuantizeConfig(TrainConfig):
 
 @register_stage("quantize", QuantizeConfig)
 def quantize(state, config):
+    """Wraps the model for QAT (`tfc.quantize`) and fine-tunes it; records its accuracy."""
     from tfcompress.quantization import quantize as quantize_model
-    state["model"] = quantize_model(state["model"], layers=config.layers, skip=config.skip,
+    state.model = quantize_model(state.model, layers=config.layers, skip=config.skip,
                                     preserve_sparsity=config.preserve_sparsity)
-    _fit(state, config)
-    _record(state, "quantize", accuracy=_accuracy(state))
+    fit(state, config)
+    record(state, "quantize", accuracy=accuracy(state))
