@@ -162,3 +162,25 @@ def test_layer_kinds_and_register():
     finally:
         from tfcompress.graph.kinds import KINDS
         KINDS.pop(Scale)
+
+
+def test_held_lambdas_rebuild_from_config_without_bytecode():
+    from tfcompress.graph.held import HeldLambda, hold, release
+    x = keras.Input((4,))
+    m = keras.Model(x, L.Dense(2, name="d")(L.Lambda(lambda t: t * 3.0, name="triple")(x)))
+    held = hold(m)
+    assert type(held.get_layer("triple")) is HeldLambda
+    # what tfmot does: a round trip through the config, with safe mode on
+    again = keras.Model.from_config(held.get_config(), custom_objects={"HeldLambda": HeldLambda})
+    again.set_weights(held.get_weights())
+    xs = _x((3, 4))
+    np.testing.assert_array_equal(again(xs).numpy(), m(xs).numpy())
+    back = release(again)
+    assert type(back.get_layer("triple")) is L.Lambda
+    assert back.get_layer("triple").function is m.get_layer("triple").function
+    # a config from elsewhere (unknown token) is a Lambda's config: safe mode refuses its bytecode
+    cfg = dict(held.get_layer("triple").get_config(), token="held_from_another_process")
+    with pytest.raises(ValueError, match="Python `lambda`"):
+        from tf_keras.src.saving import serialization_lib
+        with serialization_lib.SafeModeScope(True):
+            HeldLambda.from_config(cfg)

@@ -20,6 +20,7 @@ import re
 from tfcompress._tf import check_model, keras, tfmot
 from tfcompress.errors import InputError, UnsupportedModelError
 from tfcompress.graph import map_layers
+from tfcompress.graph.held import hold, release
 from tfcompress.quantization.relu6_forms import canonicalize
 from tfcompress.quantization.objects import (CUSTOM_OBJECTS, QuantizeLayer, QuantizeWrapper,  # noqa: F401
                                              is_quantized, quantize_scope)
@@ -160,10 +161,12 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
 
     try:
         # the model's own (custom) layer classes, so tfmot's clones can rebuild them from config
-        own = {type(l).__name__: type(l) for l in canonical.layers}
+        held = hold(canonical)   # tfmot rebuilds from config: Lambda functions stay in memory meanwhile
+        own = {type(l).__name__: type(l) for l in held.layers}
         with quantize_scope(own):
-            annotated = map_layers(canonical, wrap, own)
-            return tfmot.quantization.keras.quantize_apply(annotated, scheme=Scheme(preserve_sparsity))
+            annotated = map_layers(held, wrap, own)
+            qat = tfmot.quantization.keras.quantize_apply(annotated, scheme=Scheme(preserve_sparsity))
+        return release(qat, dict(CUSTOM_OBJECTS, **own))
     except (ValueError, RuntimeError, TypeError) as e:
         found = re.findall(r"Layer ([^:\s]+):<class '(?:[\w.]+\.)?(\w+)'> is not supported", str(e))
         if found:

@@ -1,6 +1,7 @@
 """The classes a QAT model holds (tfmot's wrappers, quantizers and configs, and tfcompress's own), and
 the questions asked of them: is a model quantized, which scope loads it."""
 from tfcompress._tf import tfmot
+from tfcompress.graph.held import CUSTOM_OBJECTS as _HELD_OBJECTS
 from tfcompress.quantization.scheme import CUSTOM_OBJECTS as _SCHEME_OBJECTS
 
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _ql  # noqa: E402
@@ -41,3 +42,4 @@ def _scope_dict():
 
 CUSTOM_OBJECTS = _scope_dict()
 CUSTOM_OBJECTS.update(_SCHEME_OBJECTS)
+CUSTOM_OBJECTS.update(_HELD_OBJECTS)   # a Lambda quantized with a registered config stays held in its wrapper
