@@ -40,7 +40,7 @@ def run(name, out, echo):
     from tfcompress import recipes
     started = time.time()
     state = recipes.run(os.path.join(ROOT, RECIPES[name]), out=os.path.join(out, name), echo=echo)
-    sizes = {d["label"]: d for d in state["sizes"]}
+    sizes = {d["label"]: d for d in state.sizes}
     missing = [s for s in STAGES if s not in sizes]
     if missing:
         raise SystemExit(f"{RECIPES[name]} has no size step labelled {', '.join(missing)}")

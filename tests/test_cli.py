@@ -164,8 +164,8 @@ steps:
       epochs: 1
 """)
     state = recipes.run(str(recipe), echo=lambda *a: None)
-    assert set(state["sparsity"]) == {"fc1", "fc2"}
-    assert abs(state["sparsity"]["fc1"] - 0.9) <= 0.01 and abs(state["sparsity"]["fc2"] - 0.3) <= 0.01
+    assert set(state.sparsity) == {"fc1", "fc2"}
+    assert abs(state.sparsity["fc1"] - 0.9) <= 0.01 and abs(state.sparsity["fc2"] - 0.3) <= 0.01
     recipe.write_text(recipe.read_text().replace("fc1: 0.9", "fc1: 1.5"))
     line = assert_one_line_error(call_cli(capsys, "run", recipe))
     assert "prune.layers.fc1" in line

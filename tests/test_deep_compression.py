@@ -45,7 +45,7 @@ def small_run(tmp_path_factory):
 def test_small_pipeline_sizes_and_clusters(small_run):
     from tfcompress.tflite import pack, reader, size
     state, out, text = small_run
-    sizes = {d["label"]: d for d in state["sizes"]}
+    sizes = {d["label"]: d for d in state.sizes}
     assert set(sizes) == {"float", "int8"}
     f, q = sizes["float"], sizes["int8"]
     assert f["float32_bytes"] == 4 * (64 * 300 + 300 * 100 + 100 * 10) == q["float32_bytes"]
@@ -53,8 +53,8 @@ def test_small_pipeline_sizes_and_clusters(small_run):
     assert q["coded_bytes"] == q["index_bytes"] + q["value_bytes"] + q["codebook_bytes"]
     assert q["ratio"] == pytest.approx(q["float32_bytes"] / q["coded_bytes"], rel=1e-3) and q["ratio"] > 20
     assert f["accuracy"] > 0.85 and q["accuracy"] > f["accuracy"] - 0.05
-    assert all(state["clusters"][k] <= v for k, v in {"fc1": 8, "fc2": 8, "fc3": 12}.items())
-    path = state["files"]["int8"]
+    assert all(state.clusters[k] <= v for k, v in {"fc1": 8, "fc2": 8, "fc3": 12}.items())
+    path = state.files["int8"]
     by_shape = {tuple(c.shape): c for c in size.cluster_counts(path)}
     for shape, k in (((300, 64), 8), ((100, 300), 8), ((10, 100), 12)):
         assert by_shape[shape].per_tensor <= k, shape                  # Dense: int8 per tensor
@@ -84,7 +84,7 @@ def test_every_tflite_round_trips_and_cli_checks_clusters(small_run, tmp_path):
         (tmp_path / "bad.tfcz").write_bytes(bytes(bad))
         assert_one_line_error(run_cli("unpack", tmp_path / "bad.tfcz", "-o", tmp_path / "x.tflite"))
         assert not (tmp_path / "x.tflite").exists()
-    int8 = state["files"]["int8"]
+    int8 = state.files["int8"]
     proc = run_cli("size", int8, "--clusters", "12", "--json")
     assert proc.returncode == 0, proc.stderr
     counts = json.loads(proc.stdout)["clusters"]

@@ -407,11 +407,11 @@ def test_distill_stage_records_teacher_baseline_and_distilled_student(tmp_path):
     path.write_text(STAGE_RECIPE.replace("OUT", str(tmp_path / "out")).replace("QAT", "true" if _has_qat() else "false"))
     lines = []
     state = recipes.run(str(path), echo=lines.append)
-    row = next(r for r in state["rows"] if r["stage"] == "distill")
+    row = next(r for r in state.rows if r["stage"] == "distill")
     assert set(row) == {"stage", "teacher", "student_labels", "distilled", "sparsity"}
     assert row["teacher"] > 0.5 and 0.0 <= row["student_labels"] <= 1.0 and 0.0 <= row["distilled"] <= 1.0
     assert abs(row["sparsity"] - 0.5) <= 0.01
-    assert state["teacher"].name == "lenet300_100" and state["model"].name == "mobilenet_v2_small"
+    assert state.teacher.name == "lenet300_100" and state.model.name == "mobilenet_v2_small"
     assert any("student from labels" in l for l in lines)
     assert any("student distilled + pruned" + (" + QAT" if _has_qat() else "") in l for l in lines)
 

@@ -213,7 +213,8 @@ def distinct_values(array, axis=None):
     return max(int(np.unique(a[:, c]).size) for c in range(a.shape[1]))
 
 
-def _kernel_of(layer):
+def kernel_of(layer):
+    """The clusterable kernel variable of a layer (kernel, depthwise or pointwise kernel), or None."""
     return next((getattr(layer, a) for a in _KERNELS if getattr(layer, a, None) is not None), None)
 
 
@@ -246,7 +247,7 @@ def _strip(model):
     names = {w.name for w in found}
     plain = copy_model(tfmot.clustering.keras.strip_clustering(model))
     for layer in iter_layers(plain):
-        kernel = _kernel_of(layer) if layer.name in names or f"cluster_{layer.name}" in names else None
+        kernel = kernel_of(layer) if layer.name in names or f"cluster_{layer.name}" in names else None
         if kernel is not None:
             # a zero centroid pinned by multiplying a negative one by 0 is -0.0; the file would store the
             # sign bit, and a coder that reads bits (Deep Compression's) would not see those zeros

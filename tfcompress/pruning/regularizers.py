@@ -23,6 +23,7 @@ small = tfc.prune_channels(model, 0.5, criterion="bn_gamma")
 from tfcompress._tf import check_model, keras, tf
 from tfcompress.errors import InputError
 from tfcompress.graph import Rewrite, kind_of
+from tfcompress.graph.walk import output_keys
 
 __all__ = ["bn_l1", "group_lasso", "attach", "BNL1", "GroupLasso"]
 
@@ -115,7 +116,7 @@ def attach(model, regularizer, layers=None):
     check_model(model)
     if not isinstance(regularizer, (BNL1, GroupLasso)):
         raise InputError(f"regularizer must come from bn_l1 or group_lasso. Got: {type(regularizer).__name__}")
-    outputs = {t._keras_history.layer.name for t in tf.nest.flatten(model.outputs)}
+    outputs = {key[0] for key in output_keys(model)}
     chosen = set(layers) if layers is not None else None
     by_name = {layer.name: layer for layer in model.layers}
     missing = sorted((chosen or set()) - set(by_name))

@@ -48,11 +48,6 @@ class RunState:
     bench: typing.Optional[list] = None
     teacher: typing.Any = None
 
-    def __getitem__(self, key):
-        if not isinstance(key, str) or key not in {f.name for f in dataclasses.fields(self)}:
-            raise KeyError(key)
-        return getattr(self, key)
-
     def summary(self):
         """What `summary.json` holds: recipe name, stage rows, files, sparsity, bench and export reports."""
         return {"recipe": self.recipe.name, "stages": self.rows, "files": self.files, "sparsity": self.sparsity,

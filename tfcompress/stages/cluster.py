@@ -46,8 +46,8 @@ class ClusterConfig(TrainConfig):
 
 
 def _kernels(model):
-    from tfcompress.clustering import _kernel_of
-    return {l.name: _kernel_of(l).numpy() for l in model.layers if _kernel_of(l) is not None}
+    from tfcompress.clustering import kernel_of
+    return {l.name: kernel_of(l).numpy() for l in model.layers if kernel_of(l) is not None}
 
 
 @register_stage("cluster", ClusterConfig)

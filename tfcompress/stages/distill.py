@@ -57,10 +57,8 @@ def _build(config, seed):
 
 
 def _copy(model):
-    from tfcompress._tf import keras
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
+    from tfcompress.graph import copy_model
+    return copy_model(model)
 
 
 def _quantize(model):
