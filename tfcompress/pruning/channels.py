@@ -1,9 +1,9 @@
 """Structured channel pruning that physically shrinks functional tf-keras models.
 
-Three parts, as in Torch-Pruning: `graph.py` finds which channels are coupled, `cutters.py` knows how to
-cut each layer kind, `criteria.py` decides what to cut. This module joins them: `prune_channels` picks
-the channels of every group, rebuilds the model from its config with fewer filters / units, and copies
-the kept weights. With a schedule instead of a number it returns a model with channel masks that
+Three parts, as in Torch-Pruning: `graph.py` finds which channels are coupled, the layer-kind table
+(`tfcompress.graph.kinds`) knows how to cut each layer kind, `criteria.py` decides what to cut. This
+module joins them: `channel_plan.py` picks the channels of every group and `shrink.py` rebuilds the model
+(through `tfcompress.graph.Rewrite`) with fewer filters / units and the kept weights. With a schedule instead of a number it returns a model with channel masks that
 `CompressionCallback` updates inside `fit` and `tfc.strip` removes physically (`channel_masks.py`).
 
 Example:
