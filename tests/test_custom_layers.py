@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import tfcompress as tfc
-from tfcompress._tf import keras, tf, tfmot
+from tfcompress._tf import keras
 from tfcompress.graph.kinds import KINDS
 from tfcompress.pruning.channels import plan_and_prune, zeroed_reference
 from tfcompress.pruning.magnitude import sparsity
-from tfcompress.quantization import register_quantize_config
+from tfcompress.quantization import OutputQuantizeConfig, register_quantize_config
 from tfcompress.quantization.scheme import _CUSTOM
 from tfcompress.tflite import reader
 
@@ -36,26 +36,6 @@ class Scale(L.Layer):
 
     def get_config(self):
         return dict(super().get_config(), init=self.init)
-
-
-class OutputOnly(tfmot.quantization.keras.QuantizeConfig):
-    def get_weights_and_quantizers(self, layer):
-        return []
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        pass
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(8, False, False, False)]
-
-    def get_config(self):
-        return {}
 
 
 def model():
@@ -147,8 +127,8 @@ def test_quantize_skipping_or_registering_the_custom_layer(data, tmp_path, regis
     assert type(skipped.get_layer("twice")) is L.Lambda   # unwrapped, it is a plain Lambda again
     report, _ = _qat_int8(skipped, x, y, tmp_path / "skip.tflite", function)
     assert report.mode == "int8"
-    register_quantize_config(Scale, OutputOnly())
-    register_quantize_config(L.Lambda, OutputOnly())
+    register_quantize_config(Scale, OutputQuantizeConfig())
+    register_quantize_config(L.Lambda, OutputQuantizeConfig())
     try:
         report, model_file = _qat_int8(tfc.quantize(m), x, y, tmp_path / "all.tflite", function)
     finally:

@@ -164,32 +164,12 @@ def test_unknown_names_and_unsupported_layers_are_named():
     with pytest.raises(tfc.UnsupportedModelError, match=r"twice \(Scale\).*register_quantize_config.*skip=\['twice'\]"):
         tfc.quantize(model)
     # registering an (output-only) config makes it quantizable
-    register_quantize_config(Scale, lambda layer: _OutputOnly())
+    register_quantize_config(Scale, lambda layer: tfc.quantization.OutputQuantizeConfig())
     qat = tfc.quantize(model)
     assert isinstance(qat.get_layer("quant_twice"), QuantizeWrapper)
     # skipped, it computes in float; tfmot still learns its output range for the quantized layer after it
     skipped = tfc.quantize(model, skip=["twice"]).get_layer("quant_twice")
     assert type(skipped.quantize_config).__name__ == "OutputOnlyConfig"
-
-
-class _OutputOnly(tfc.quantization.scheme.QuantizeConfig):
-    def get_weights_and_quantizers(self, layer):
-        return []
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        pass
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        return [tfc.quantization.scheme._q.MovingAverageQuantizer(8, False, False, False)]
-
-    def get_config(self):
-        return {}
 
 
 # -- pruning-preserving QAT -----------------------------------------------------------------------------

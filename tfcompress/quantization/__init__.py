@@ -24,11 +24,12 @@ from tfcompress.graph.held import hold, release
 from tfcompress.quantization.relu6_forms import canonicalize
 from tfcompress.quantization.objects import (CUSTOM_OBJECTS, QuantizeLayer, QuantizeWrapper,  # noqa: F401
                                              is_quantized, quantize_scope)
-from tfcompress.quantization.scheme import ReLU6QuantizeConfig, Registry, Scheme, register_quantize_config
+from tfcompress.quantization.scheme import (OutputQuantizeConfig, ReLU6QuantizeConfig, Registry, Scheme,
+                                            register_quantize_config)
 from tfcompress.quantization.unwrap import float_model
 
 __all__ = ["quantize", "register_quantize_config", "is_quantized", "float_model", "quantize_scope",
-           "ReLU6QuantizeConfig", "Scheme"]
+           "OutputQuantizeConfig", "ReLU6QuantizeConfig", "Scheme"]
 
 _WEIGHTED = ("kernel", "depthwise_kernel", "pointwise_kernel")
 _NO_COMPUTE = (keras.layers.InputLayer,)

@@ -39,16 +39,8 @@ def register_quantize_config(layer_class, config):
     Example:
 
     ```python
-    class OutputOnly(tfmot.quantization.keras.QuantizeConfig):   # no weights; quantize the output
-        def get_weights_and_quantizers(self, layer): return []
-        def get_activations_and_quantizers(self, layer): return []
-        def set_quantize_weights(self, layer, quantize_weights): pass
-        def set_quantize_activations(self, layer, quantize_activations): pass
-        def get_output_quantizers(self, layer):
-            return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(8, False, False, False)]
-        def get_config(self): return {}
-
-    tfc.quantization.register_quantize_config(MyScale, OutputOnly())
+    # no weight to quantize, the output on a learned 8-bit range: a custom elementwise layer, a Lambda
+    tfc.quantization.register_quantize_config(MyScale, tfc.quantization.OutputQuantizeConfig())
     qat = tfc.quantize(model)
     ```
 
@@ -74,11 +66,11 @@ def custom_config(layer):
 
 
 @keras.utils.register_keras_serializable(package="tfcompress")
-class ReLU6QuantizeConfig(QuantizeConfig):
-    """A ReLU6 output quantized on the fixed range [0, 6]: scale 6/255, zero point -128 in int8.
+class OutputQuantizeConfig(QuantizeConfig):
+    """No weight quantized; the output on an 8-bit range learned in training (moving average of min/max).
 
-    tfmot learns the range with a moving average of the batch min/max; a ReLU6 output spans [0, 6] by
-    construction, so its range is fixed instead (and identical on every device and every export).
+    What a layer that computes without weights of its own needs to run in int8 after QAT: a custom
+    elementwise layer, a `Lambda`, a `Multiply` gate.
     """
 
     def get_weights_and_quantizers(self, layer):
@@ -94,10 +86,22 @@ class ReLU6QuantizeConfig(QuantizeConfig):
         pass
 
     def get_output_quantizers(self, layer):
-        return [_q.FixedQuantizer(num_bits=8, init_min=RELU6_MIN, init_max=RELU6_MAX, narrow_range=False)]
+        return [_q.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
 
     def get_config(self):
         return {}
+
+
+@keras.utils.register_keras_serializable(package="tfcompress")
+class ReLU6QuantizeConfig(OutputQuantizeConfig):
+    """A ReLU6 output quantized on the fixed range [0, 6]: scale 6/255, zero point -128 in int8.
+
+    tfmot learns the range with a moving average of the batch min/max; a ReLU6 output spans [0, 6] by
+    construction, so its range is fixed instead (and identical on every device and every export).
+    """
+
+    def get_output_quantizers(self, layer):
+        return [_q.FixedQuantizer(num_bits=8, init_min=RELU6_MIN, init_max=RELU6_MAX, narrow_range=False)]
 
     def __eq__(self, other):
         return isinstance(other, ReLU6QuantizeConfig)
@@ -303,6 +307,7 @@ class Scheme(_scheme.Default8BitQuantizeScheme):
 
 
 CUSTOM_OBJECTS = {
+    "OutputQuantizeConfig": OutputQuantizeConfig,
     "ReLU6QuantizeConfig": ReLU6QuantizeConfig,
     "SparsityPreservingQuantizeConfig": SparsityPreservingQuantizeConfig,
     "SparsityPreservingWeightsQuantizer": SparsityPreservingWeightsQuantizer,
