@@ -216,7 +216,11 @@ class FakeDevice:
         self.commands.append(command)
         env = {"PATH": f"{self.bin}:/usr/bin:/bin", "EMU_ROOT": self.root, "HOME": self.tmp,
                "TMPDIR": self.tmp, "LANG": "C"}
-        proc = subprocess.Popen(["/bin/sh", "-c", self.map_command(command)], cwd=self.root, env=env,
+        script = self.map_command(command)
+        if self.vanish_on and self.vanish_on in command:
+            # still running when the device goes, however fast this machine runs the command itself
+            script = f"sleep {2 * self.vanish_after}; {script}"
+        proc = subprocess.Popen(["/bin/sh", "-c", script], cwd=self.root, env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
         stream.proc = proc
