@@ -25,6 +25,28 @@ def _custom_objects():
     return objects
 
 
+def check_model_path(path):
+    """The checks `load_model` makes before the slow load, without importing TensorFlow: raises the same
+    one-line `InputError` for a missing path or a file that is not a Keras model. Returns the path."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(f"model not found: {path}")
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            raise InputError(f"{path} is a folder without saved_model.pb: not a SavedModel")
+    elif os.path.getsize(path) == 0:
+        raise InputError(f"{path} is empty (0 bytes): not a Keras model")
+    elif path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise InputError(f"{path} is not a .keras file (a .keras model is a zip archive)")
+    elif path.endswith((".h5", ".hdf5")):
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89HDF\r\n\x1a\n":
+                raise InputError(f"{path} is not an HDF5 file")
+    elif not path.endswith((".keras", ".h5", ".hdf5")):
+        raise InputError(f"{path}: give a .keras file, an .h5 file or a SavedModel folder")
+    return path
+
+
 def load_model(path, compile=False):
     """Loads a tf_keras model from a `.keras` file, an `.h5` file or a SavedModel folder.
 
@@ -42,22 +64,7 @@ def load_model(path, compile=False):
     Raises:
       InputError: missing path, or a file or folder that is not a Keras model (one line saying which).
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputError(f"model not found: {path}")
-    if os.path.isdir(path):
-        if not os.path.exists(os.path.join(path, "saved_model.pb")):
-            raise InputError(f"{path} is a folder without saved_model.pb: not a SavedModel")
-    elif os.path.getsize(path) == 0:
-        raise InputError(f"{path} is empty (0 bytes): not a Keras model")
-    elif path.endswith(".keras") and not zipfile.is_zipfile(path):
-        raise InputError(f"{path} is not a .keras file (a .keras model is a zip archive)")
-    elif path.endswith((".h5", ".hdf5")):
-        with open(path, "rb") as f:
-            if f.read(8) != b"\x89HDF\r\n\x1a\n":
-                raise InputError(f"{path} is not an HDF5 file")
-    elif not path.endswith((".keras", ".h5", ".hdf5")):
-        raise InputError(f"{path}: give a .keras file, an .h5 file or a SavedModel folder")
+    path = check_model_path(path)
     from tfcompress._tf import keras
     try:
         model = keras.models.load_model(path, custom_objects=_custom_objects(), compile=compile)

@@ -37,9 +37,10 @@ def main(args):
     if os.path.exists(args.model) and os.path.exists(out) and os.path.samefile(args.model, out):
         raise InputError("the output would overwrite the model")
     from tfcompress import data as data_mod
+    from tfcompress.saving import check_model_path, load_model
+    x, _ = data_mod.load(args.data, "train")   # validate the data spec and the model file before TensorFlow loads
+    check_model_path(args.model)
     from tfcompress.exporting import export
-    from tfcompress.saving import load_model
-    x, _ = data_mod.load(args.data, "train")   # validate the data spec before the slow model load
     model = load_model(args.model)
     x, note = data_mod.fit_to_input(x, model.input_shape)
     if note:
