@@ -2,7 +2,8 @@
 
 Subcommands live in `tfcompress/commands/<name>.py`, each with `add_parser(subparsers)` and
 `main(args) -> int`. They are imported only when named, so `tfcompress bench` and `--help` do not
-pay for TensorFlow unless the command needs it.
+pay for TensorFlow unless the command needs it. Run as a program, a command's stderr carries no
+TensorFlow start-up log lines (`tfcompress.commands.native_logs`); `TFCOMPRESS_DEBUG=1` shows them.
 """
 import argparse
 import importlib
@@ -46,6 +47,9 @@ def build_parser(load=None):
 
 
 def main(argv=None):
+    """Runs one command; returns its exit code. With `argv=None` (the console script, `python -m
+    tfcompress.cli`) this is the whole process, and its stderr is filtered of TensorFlow's log noise."""
+    whole_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
@@ -54,6 +58,9 @@ def main(argv=None):
         if not getattr(args, "_main", None):
             parser.print_help()
             return 0 if not argv or argv[0] in ("-h", "--help") else 2
+        if whole_process:
+            from tfcompress.commands.native_logs import filter_stderr
+            filter_stderr()
         return int(args._main(args) or 0)
     except KeyboardInterrupt:
         print("tfcompress: interrupted", file=sys.stderr)

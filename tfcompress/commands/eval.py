@@ -52,6 +52,9 @@ def main(args):
     if args.json:
         check_output(args.json, inputs)
     m = reader.read(args.file)             # a missing or non-.tflite file fails here, in one line
+    if args.float_model:
+        from tfcompress.saving import check_model_path
+        check_model_path(args.float_model)  # before the data and TensorFlow load
     if len(m.inputs) != 1:
         raise InputError(f"{args.file} has {len(m.inputs)} inputs; eval feeds one array")
     from tfcompress import data as data_mod

@@ -38,8 +38,8 @@ def main(args):
         raise InputError("the output would overwrite the model")
     from tfcompress import data as data_mod
     from tfcompress.saving import check_model_path, load_model
-    x, _ = data_mod.load(args.data, "train")   # validate the data spec and the model file before TensorFlow loads
-    check_model_path(args.model)
+    check_model_path(args.model)               # the model file and the data spec are checked before TensorFlow
+    x, _ = data_mod.load(args.data, "train")   # loads; the model first, as it is the cheaper check
     from tfcompress.exporting import export
     model = load_model(args.model)
     x, note = data_mod.fit_to_input(x, model.input_shape)

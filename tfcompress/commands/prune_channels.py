@@ -48,7 +48,6 @@ def _ratio(text):
 def main(args):
     from tfcompress.errors import InputError
     from tfcompress.fileio import atomic_path, check_output, write_text
-    from tfcompress.saving import load_model
     ratio = _ratio(args.ratio)
     if args.criterion not in CRITERIA:
         raise InputError(f"unknown criterion {args.criterion!r}; choose one of {', '.join(CRITERIA)}")
@@ -69,9 +68,11 @@ def main(args):
     if fmt == "tf" and os.path.splitext(out)[1]:
         raise InputError(f"output must end in .keras or .h5, or be a folder name for a SavedModel. Got: {out}")
     from tfcompress import data as data_mod
-    x = None
+    from tfcompress.saving import check_model_path, load_model
+    check_model_path(args.model)                  # the model file and the data spec are checked before
+    x = None                                      # TensorFlow loads
     if args.data:
-        x, y = data_mod.load(args.data, "train")  # validate the data spec before the slow model load
+        x, y = data_mod.load(args.data, "train")
     model = load_model(args.model)
     data = None
     if x is not None:

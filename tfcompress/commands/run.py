@@ -9,9 +9,15 @@ def add_parser(p):
 
 def main(args):
     from tfcompress import recipes
+    recipe, steps = recipes.load(args.recipe)
     if args.check:
-        recipe, steps = recipes.load(args.recipe)
         print(f"{args.recipe}: valid; steps: {', '.join(name for name, _ in steps)}")
         return 0
+    # the data spec and a saved model are checked before TensorFlow loads (the runner loads both again)
+    from tfcompress import data
+    from tfcompress.saving import check_model_path
+    if recipe.model.path:
+        check_model_path(recipe.model.path)
+    data.load(recipe.data.spec, "train")
     recipes.run(args.recipe, out=args.output)
     return 0
