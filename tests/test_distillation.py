@@ -97,6 +97,65 @@ def test_loss_single_teacher_matches_numpy(alpha, temperature):
     assert kd > 0.01 and abs(float(parts["distillation_loss"]) - kd) <= 1e-5
 
 
+def _ce(s_logits, y):
+    return -_log_softmax(np.asarray(s_logits, np.float64))[np.arange(len(y)), np.asarray(y)]
+
+
+def test_compile_loss_is_the_student_label_loss_in_the_one_minus_alpha_term():
+    x, y = batch()
+    student, teacher = mlp("student", 4), mlp("teacher", 8, seed=1)
+    s = student(x).numpy().astype(np.float64)
+    kd = reference_loss(s, [teacher(x).numpy()], None, 3.0, 1.0)          # T²·KL alone
+    ce = _ce(s, y)
+    onehot = np.eye(CLASSES)[y]
+    huber = keras.losses.Huber(delta=0.5)
+    err = np.abs(s - onehot)
+    ref_huber = np.where(err <= 0.5, 0.5 * err ** 2, 0.5 * (err - 0.25)).mean(-1)
+    d = Distiller(student, teacher, temperature=3.0, alpha=0.6)
+    for loss, per_sample in ((None, ce), ("sparse_categorical_crossentropy", ce),
+                             (keras.losses.SparseCategoricalCrossentropy(from_logits=True), ce),
+                             (lambda yt, yp: 3.0 * keras.losses.sparse_categorical_crossentropy(
+                                 yt, yp, from_logits=True), 3.0 * ce),
+                             (huber, ref_huber)):
+        d.compile(keras.optimizers.SGD(0.0), loss=loss)
+        y_in = onehot.astype(np.float32) if loss is huber else y
+        parts, _ = d.compute_losses(x, y_in)
+        assert abs(float(parts["loss"]) - (0.6 * kd + 0.4 * per_sample.mean())) <= 1e-5, loss
+        assert abs(float(parts["student_loss"]) - per_sample.mean()) <= 1e-5, loss
+    assert abs(ref_huber.mean() - ce.mean()) > 0.1                      # the two losses differ measurably
+    ev, tr = measured(d, x, onehot.astype(np.float32))                   # compiled without loss: default CE
+    d.compile(keras.optimizers.SGD(0.0), loss=huber)
+    logs = d.evaluate(x, onehot.astype(np.float32), batch_size=len(x), verbose=0, return_dict=True)
+    assert abs(logs["loss"] - (0.6 * kd + 0.4 * ref_huber.mean())) <= 1e-5
+    assert abs(logs["loss"] - ev) > 0.04                               # the reported loss follows `loss`
+    assert abs(ev - (0.6 * kd + 0.4 * ce.mean())) <= 1e-5 and abs(tr - ev) <= 1e-5
+
+
+def test_compile_loss_is_ignored_at_alpha_one_and_weighted_by_sample_weight():
+    x, y = batch()
+    student, teacher = mlp("student", 4), mlp("teacher", 8, seed=1)
+    s = student(x).numpy()
+    kd = reference_loss(s, [teacher(x).numpy()], None, 2.0, 1.0)
+    d = Distiller(student, teacher, temperature=2.0, alpha=1.0)
+    d.compile("adam", loss=lambda yt, yp: 100.0 * keras.losses.sparse_categorical_crossentropy(
+        yt, yp, from_logits=True))
+    parts, _ = d.compute_losses(x, y)
+    assert abs(float(parts["loss"]) - kd) <= 1e-5
+    assert abs(float(parts["student_loss"]) - 100.0 * _ce(s, y).mean()) <= 1e-3
+    w = np.linspace(0.0, 2.0, len(x)).astype(np.float32)
+    d = Distiller(student, teacher, temperature=2.0, alpha=0.5)
+    d.compile("adam", loss=lambda yt, yp: 2.0 * keras.losses.sparse_categorical_crossentropy(
+        yt, yp, from_logits=True))
+    parts, _ = d.compute_losses(x, y, sample_weight=w)
+    per = 0.5 * 4.0 * _kl_per_sample(s, teacher(x).numpy(), 2.0) + 0.5 * 2.0 * _ce(s, y)
+    assert abs(float(parts["loss"]) - float((per * w).sum() / len(per))) <= 1e-5
+
+
+def _kl_per_sample(s, t, T):
+    p = np.exp(_log_softmax(np.asarray(t, np.float64) / T))
+    return (p * (np.log(p) - _log_softmax(np.asarray(s, np.float64) / T))).sum(-1)
+
+
 def test_loss_ensemble_of_logits_and_probabilities_matches_numpy():
     x, y = batch()
     t_logits, t_probs = mlp("t1", 12, seed=1), mlp("t2", 10, softmax=True, seed=3)
@@ -211,11 +270,16 @@ def test_bad_arguments(kwargs, message):
         Distiller(mlp("student", 4), mlp("teacher", 8), **kwargs)
 
 
-def test_labels_needed_below_alpha_one_and_compile_takes_no_loss():
+def test_labels_needed_below_alpha_one_and_compile_refuses_what_is_not_one_loss():
     x, _ = batch()
     d = Distiller(mlp("student", 4), mlp("teacher", 8), alpha=0.9)
-    with pytest.raises(InputError, match="compile takes no loss"):
-        d.compile("adam", loss="mse")
+    for bad, message in ((42, "loss must be a loss name"), ("nope", "loss must be a loss name"),
+                         (["mse", "mae"], "takes one loss"), ({"out": "mse"}, "takes one loss")):
+        with pytest.raises(InputError, match=message):
+            d.compile("adam", loss=bad)
+    d.compile("adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(InputError, match="needs labels"):
+        d.fit(x, epochs=1, verbose=0)
     d.compile("adam")
     with pytest.raises(InputError, match="needs labels"):
         d.fit(x, epochs=1, verbose=0)

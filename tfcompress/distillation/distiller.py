@@ -16,6 +16,26 @@ _NO_LABELS = ("alpha={alpha} < 1 needs labels for the (1 - alpha) · CE term: pa
               "or use alpha=1.0 to distil on an unlabeled transfer set")
 
 
+def _resolve_label_loss(loss):
+    """None for the default CE, else a `keras.losses.Loss` or a function `(y_true, y_pred)`."""
+    if isinstance(loss, (list, tuple)) and len(loss) == 1:
+        loss = loss[0]
+    if loss is None or isinstance(loss, keras.losses.Loss):
+        return loss
+    if isinstance(loss, (list, tuple, dict)):
+        raise InputError(f"Distiller.compile takes one loss: the student has one output. Got: {loss!r}")
+    try:
+        fn = keras.losses.get(loss)
+    except (ValueError, TypeError):
+        fn = None
+    if fn is None or not callable(fn):
+        raise InputError("Distiller.compile: loss must be a loss name, a keras.losses.Loss or a function "
+                         f"(y_true, y_pred). Got: {loss!r}")
+    if fn in (keras.losses.sparse_categorical_crossentropy, keras.losses.categorical_crossentropy):
+        return None  # the default CE already matches logits or probabilities, and sparse or one-hot labels
+    return fn
+
+
 def _hide(obj, name, value):
     """Sets an attribute that Keras does not track (no weights, no saving, no sub-layer listing)."""
     object.__setattr__(obj, name, value)
@@ -26,11 +46,12 @@ class Distiller(keras.Model):
 
     `fit` minimises `alpha · T² · KL(softmax(t/T) ‖ softmax(s/T)) + (1 − alpha) · CE(y, s)` plus the
     hint losses of `features`. With `alpha=1.0` no labels are needed: `fit(x)` distils on an
-    unlabeled transfer set. Compile with an optimizer and metrics only (the loss is the Distiller's).
+    unlabeled transfer set. `compile(optimizer, loss=..., metrics=...)` takes the student's label loss
+    as `keras.distillation` does: it replaces CE in the `(1 − alpha)` term (see `compile`).
     `distiller.student` is the student, trained in place; `save`, `save_weights` and `load_weights`
     act on the student; `predict` and `evaluate` run the student. Logs: `loss` (the total, with the
-    student's regularization losses), `distillation_loss` (T²·KL), `student_loss` (CE, when labels
-    are given), `feature_loss` (when `features` is set) and the compiled metrics on the student.
+    student's regularization losses), `distillation_loss` (T²·KL), `student_loss` (the label loss,
+    when labels are given), `feature_loss` (when `features` is set) and the compiled metrics on the student.
 
     Example:
 
@@ -216,7 +237,7 @@ class Distiller(keras.Model):
         total = self.alpha * distill
         parts = {"distillation_loss": reduce_batch(distill, sample_weight)}
         if y is not None:
-            ce = cross_entropy(y, s_logits)
+            ce = self._label_loss_values(y, s_out, s_logits)
             parts["student_loss"] = reduce_batch(ce, sample_weight)
             if self.alpha < 1.0:
                 total = total + (1.0 - self.alpha) * ce
@@ -237,11 +258,41 @@ class Distiller(keras.Model):
         return self.student(inputs, training=training)
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
-        """Like `keras.Model.compile`, without `loss`: the Distiller's loss is set by its constructor."""
-        if loss is not None:
-            raise InputError("Distiller.compile takes no loss: the loss is alpha · T² · KL + (1 - alpha) · CE, "
-                             "set by temperature and alpha in the constructor")
+        """Like `keras.Model.compile`; `loss` is the student's label (hard) loss.
+
+        As in `keras.distillation`, the loss is applied to the labels and the student's output as the
+        student gives it (like `student.compile(loss=...)`: a logits student needs
+        `from_logits=True` in a loss object), and it replaces CE in the `(1 − alpha)` term; with
+        `alpha=1.0` it is only logged (`student_loss`). The names `"sparse_categorical_crossentropy"`
+        and `"categorical_crossentropy"` mean the default CE, matched to logits or probabilities. The
+        temperature, alpha and hint terms stay the constructor's.
+
+        Args:
+          optimizer: as in `keras.Model.compile`. Defaults to `"rmsprop"`.
+          loss: a loss name, a `keras.losses.Loss`, or a function `(y_true, y_pred)` giving one value
+            per sample (a scalar is spread over the batch). Defaults to `None`: CE at temperature 1,
+            sparse or one-hot by the labels' shape, on logits or probabilities as detected.
+          metrics: metrics on the student's output. Defaults to `None`.
+
+        Raises:
+          InputError: `loss` is not a loss, or is one per output (the student has one output).
+        """
+        _hide(self, "_label_loss", _resolve_label_loss(loss))
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+
+    def _label_loss_values(self, y, s_out, s_logits):
+        """Per-sample label loss: the compiled `loss`, else CE on the student's logits."""
+        loss = getattr(self, "_label_loss", None)
+        if loss is None:
+            return cross_entropy(y, s_logits)
+        y = tf.convert_to_tensor(y)
+        values = loss.call(y, s_out) if isinstance(loss, keras.losses.Loss) else loss(y, s_out)
+        values = tf.cast(values, tf.float32)
+        if values.shape.rank == 0:
+            return tf.fill(tf.shape(s_out)[:1], values)
+        if values.shape.rank > 1:
+            return tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
+        return values
 
     @property
     def metrics(self):
