@@ -164,7 +164,7 @@ def test_tensorboard_gets_per_layer_sparsity(digits, tmp_path):
     assert all(len(v) == 2 and v[-1] == pytest.approx(0.7, abs=0.02) for v in values.values())
 
 
-def test_subclassed_and_keras3_models_are_refused():
+def test_subclassed_models_are_refused_and_keras3_models_translated(tmp_path):
     class Sub(keras.Model):
         def __init__(self):
             super().__init__()
@@ -179,10 +179,15 @@ def test_subclassed_and_keras3_models_are_refused():
         tfc.prune(sub, tfc.ConstantSparsity(0.5))
     import keras as keras3
     k3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
-    for call in (lambda: tfc.prune(k3, tfc.ConstantSparsity(0.5)), lambda: tfc.strip(k3),
-                 lambda: tfc.export(k3, "/tmp/never.tflite", mode="float32")):
-        with pytest.raises(UnsupportedModelError, match="tf_keras"):
-            call()
+    for result in (tfc.prune(k3, tfc.ConstantSparsity(0.5)), tfc.strip(k3)):
+        assert isinstance(result, keras.Model)   # a Keras 3 model is translated to tf_keras at the door
+    assert tfc.export(k3, str(tmp_path / "k3.tflite"), mode="float32").mode == "float32"
+
+    class Sub3(keras3.Model):
+        def call(self, x):
+            return x
+    with pytest.raises(UnsupportedModelError, match="functional or Sequential Keras 3"):
+        tfc.prune(Sub3(), tfc.ConstantSparsity(0.5))
     assert issubclass(UnsupportedModelError, Error)
 
 

@@ -33,6 +33,8 @@ _PUBLIC = {
     "prune_channels": "tfcompress.pruning.channels",
     "channel_groups": "tfcompress.pruning.channels",
     "recalibrate_batchnorm": "tfcompress.pruning.batchnorm",
+    "from_keras3": "tfcompress.graph.keras3",
+    "to_keras3": "tfcompress.graph.keras3",
 }
 # submodules reachable as `tfc.<name>`; "regularizers" is `tfcompress.pruning.regularizers`
 _SUBMODULES = ("models", "data", "analysis", "regularizers", "pruning", "quantization", "clustering",

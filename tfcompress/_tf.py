@@ -14,7 +14,13 @@ import tensorflow_model_optimization as tfmot  # noqa: E402
 
 from tfcompress.errors import UnsupportedModelError  # noqa: E402
 
-__all__ = ["tf", "keras", "tfmot", "check_model"]
+__all__ = ["tf", "keras", "tfmot", "keras3", "check_model"]
+
+
+def keras3():
+    """The Keras 3 package (`import keras`), imported on first use: what users bring, translated at the door."""
+    import keras as _keras3
+    return _keras3
 
 
 def check_model(model, what="model"):

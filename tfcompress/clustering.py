@@ -18,7 +18,8 @@ import warnings
 
 import numpy as np
 
-from tfcompress._tf import check_model, keras, tf, tfmot
+from tfcompress._tf import keras, tf, tfmot
+from tfcompress.graph.keras3 import tf_keras_model
 from tfcompress.callbacks import iter_layers, register_driver
 from tfcompress.errors import InputError, UnsupportedModelError
 from tfcompress.graph import copy_model, map_layers
@@ -151,7 +152,7 @@ def cluster(model, clusters=16, init="kmeans++", preserve_sparsity=True, per_cha
         unknown `init`, unknown or unclusterable layer names, or an already clustered model.
       UnsupportedModelError: a Keras 3, subclassed or quantization-aware model.
     """
-    check_model(model)
+    model = tf_keras_model(model)
     if init not in INITS:
         raise InputError(f"init must be one of {', '.join(INITS)}. Got: {init!r}")
     if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
@@ -270,7 +271,7 @@ def quantize_preserving_clusters(model, preserve_sparsity=True):
     Returns:
       A QAT model (tfmot `QuantizeWrapperV2` layers); export it with `tfc.export(..., mode="int8")`.
     """
-    check_model(model)
+    model = tf_keras_model(model)
     if wrappers(model):
         model = _strip(model)
     from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (

@@ -13,7 +13,8 @@ import warnings
 
 import numpy as np
 
-from tfcompress._tf import check_model, keras, tf
+from tfcompress._tf import keras, tf
+from tfcompress.graph.keras3 import tf_keras_model
 from tfcompress.errors import ConversionError, InputError
 from tfcompress.evaluation import evaluate_tflite
 from tfcompress.fileio import check_output, write_bytes
@@ -250,7 +251,7 @@ def export(model, path, mode="int8", representative_data=None, eval_data=None, i
       InputError: bad mode, types, missing data, or an output folder that does not exist.
       ConversionError: the converter failed; an op with no integer kernel is named with its layer.
     """
-    check_model(model)
+    model = tf_keras_model(model)
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     path = check_output(path)

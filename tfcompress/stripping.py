@@ -3,7 +3,7 @@
 Each technique registers a stripper `fn(model) -> model` with `register_stripper`; strip applies them
 in registration order until no stripper changes the model.
 """
-from tfcompress._tf import check_model
+from tfcompress.graph.keras3 import tf_keras_model
 
 _STRIPPERS = []
 
@@ -25,7 +25,7 @@ def strip(model):
     Returns:
       A plain tf_keras model that gives the same outputs.
     """
-    check_model(model)
+    model = tf_keras_model(model)
     student = getattr(model, "student", None)
     if student is not None and type(model).__name__ == "Distiller":  # the trained model is the student
         model = student

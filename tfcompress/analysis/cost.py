@@ -17,11 +17,14 @@ Example:
 """
 from tfcompress._tf import keras
 from tfcompress.graph import kind_of, nodes
+from tfcompress.graph.keras3 import tf_keras_model
 from tfcompress.graph.walk import node_inputs, node_outputs
 
 
 def layer_macs(model):
-    """{layer name: multiply-accumulates for one sample}, nested models flattened into their layers."""
+    """{layer name: multiply-accumulates for one sample}, nested models flattened into their layers.
+    A Keras 3 model is counted on its tf_keras translation."""
+    model = tf_keras_model(model)
     out = {}
     for node in nodes(model):
         layer = node.layer

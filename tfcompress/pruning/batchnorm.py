@@ -17,6 +17,7 @@ small = tfc.recalibrate_batchnorm(small, x_train[:1024])
 import numpy as np
 
 from tfcompress._tf import check_model, keras
+from tfcompress.graph.keras3 import from_keras3, is_keras3
 from tfcompress.errors import InputError
 from tfcompress.pruning.criteria import split_data
 
@@ -29,6 +30,13 @@ def _batchnorms(model):
         elif isinstance(layer, keras.layers.BatchNormalization):
             out.append(layer)
     return out
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
 
 
 def recalibrate_batchnorm(model, data, batch_size=64, steps=None):
@@ -48,11 +56,18 @@ def recalibrate_batchnorm(model, data, batch_size=64, steps=None):
       steps: use at most this many batches. Defaults to `None` (all of `data`).
 
     Returns:
-      The same model.
+      The same model (a Keras 3 model too: its statistics are computed on its tf_keras translation and
+      copied back).
 
     Raises:
       InputError: empty data or a bad batch size or step count.
     """
+    if is_keras3(model):
+        twin = recalibrate_batchnorm(from_keras3(model), data, batch_size, steps)
+        own = {layer.name: layer for layer in _all_layers(model)}
+        for bn in _batchnorms(twin):
+            own[bn.name].set_weights(bn.get_weights())
+        return model
     check_model(model)
     x, _ = split_data(data)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:

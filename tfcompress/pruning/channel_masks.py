@@ -16,7 +16,8 @@ Training a masked model without the callback fails with an error that names it.
 """
 import numpy as np
 
-from tfcompress._tf import check_model, keras, tf
+from tfcompress._tf import keras, tf
+from tfcompress.graph.keras3 import tf_keras_model
 from tfcompress.callbacks import iter_layers, register_driver
 from tfcompress.errors import InputError
 from tfcompress.graph import Rewrite, functional
@@ -84,8 +85,7 @@ def _schedules(spec):
 
 def mask_channels(model, ratio, criterion="l1", round_to=None, skip=None, seed=0):
     """A copy of `model` with `ChannelMask` layers in front of every consumer of a prunable group."""
-    check_model(model)
-    model = functional(model)
+    model = functional(tf_keras_model(model))
     spec = _spec(ratio, criterion, round_to, skip, seed)
     graph = ChannelGraph(model)
     ratios = group_ratios(graph, ratio, skip)

@@ -17,7 +17,7 @@ tfc.analysis.flops(small) / tfc.analysis.flops(model)
 import dataclasses
 import warnings
 
-from tfcompress._tf import check_model
+from tfcompress.graph.keras3 import tf_keras_model
 from tfcompress.analysis.cost import flops
 from tfcompress.errors import InputError
 from tfcompress.graph import functional
@@ -60,7 +60,7 @@ def channel_groups(model):
       activations that follow, merges, consumers with their channel ranges, and why a group is fixed or
       blocked).
     """
-    check_model(model)
+    model = tf_keras_model(model)
     return ChannelGroups(ChannelGraph(functional(model)).groups)
 
 
@@ -74,8 +74,7 @@ class PruneResult:
 def plan_and_prune(model, ratio=0.5, criterion="l1", data=None, round_to=None, skip=None, seed=0,
                    global_ranking=False, keep_residual=False, compensate=None):
     """`prune_channels` that also returns the removed class ids and the notes about blocked groups."""
-    check_model(model)
-    model = functional(model)
+    model = functional(tf_keras_model(model))
     if round_to is not None and (not isinstance(round_to, int) or isinstance(round_to, bool) or round_to < 1):
         raise InputError(f"round_to must be a positive integer or None. Got: {round_to!r}")
     graph = ChannelGraph(model)
@@ -143,8 +142,8 @@ def prune_channels(model, ratio=0.5, criterion="l1", data=None, round_to=None, s
         if compensate is not None:
             raise InputError("compensate needs a fixed ratio, not a schedule: with masks, fit itself adapts "
                              "the layers to the removed channels")
+        model = tf_keras_model(model)
         if keep_residual:
-            check_model(model)
             skip = _skip(ChannelGraph(functional(model)), skip, True)
         return _channel_masks.mask_channels(model, ratio, criterion, round_to, skip, seed)
     return plan_and_prune(model, ratio, criterion, data, round_to, skip, seed, global_ranking, keep_residual,

@@ -9,7 +9,8 @@ layers, and `strip_pruning` all apply.
 """
 import numpy as np
 
-from tfcompress._tf import check_model, keras, tf, tfmot
+from tfcompress._tf import keras, tf, tfmot
+from tfcompress.graph.keras3 import tf_keras_model
 from tfcompress.callbacks import iter_layers, register_driver
 from tfcompress.errors import Error, InputError, UnsupportedModelError
 from tfcompress.graph import copy_model, map_layers
@@ -190,7 +191,7 @@ def prune(model, schedule=None, layers=None):
       UnsupportedModelError: a Keras 3 or subclassed model.
       InputError: unknown layer names, unprunable layers named explicitly, or a bad schedule.
     """
-    check_model(model)
+    model = tf_keras_model(model)
     if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
         raise UnsupportedModelError(
             f"{type(model).__name__} is a subclassed model; tfc.prune supports Sequential and functional "

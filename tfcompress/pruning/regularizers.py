@@ -20,7 +20,8 @@ model.compile(...); model.fit(...)
 small = tfc.prune_channels(model, 0.5, criterion="bn_gamma")
 ```
 """
-from tfcompress._tf import check_model, keras, tf
+from tfcompress._tf import keras, tf
+from tfcompress.graph.keras3 import tf_keras_model
 from tfcompress.errors import InputError
 from tfcompress.graph import Rewrite, kind_of
 from tfcompress.graph.walk import output_keys
@@ -113,7 +114,7 @@ def attach(model, regularizer, layers=None):
     Returns:
       A new, uncompiled model with the same weights.
     """
-    check_model(model)
+    model = tf_keras_model(model)
     if not isinstance(regularizer, (BNL1, GroupLasso)):
         raise InputError(f"regularizer must come from bn_l1 or group_lasso. Got: {type(regularizer).__name__}")
     outputs = {key[0] for key in output_keys(model)}
