@@ -244,6 +244,31 @@ def test_quantize_accepts_the_still_wrapped_pruned_model(pruned):
         np.testing.assert_array_equal(masks[0].numpy() == 0, stripped.get_layer(n).kernel.numpy() == 0)
 
 
+def test_a_pruning_schedule_that_has_not_run_is_refused_not_dropped(train8):
+    from tfcompress.errors import InputError
+    from tfcompress.pruning.magnitude import wrappers
+    x, y, _, _ = train8
+    keras.utils.set_random_seed(5)
+    fresh = tfc.prune(pqat_model(), tfc.PolynomialDecay(0.5, end_step=1000, frequency=5))
+    with pytest.raises(InputError) as e:
+        tfc.quantize(fresh)               # one fit of the QAT model would end at sparsity 0.0
+    message = str(e.value)
+    assert "\n" not in message and "0.00 of its schedule's 0.50" in message
+    assert "tfc.CompressionCallback()" in message and "tfc.strip" in message
+    fresh.compile(keras.optimizers.Adam(1e-3), LOSS)
+    fresh.fit(x[:320], y[:320], epochs=1, batch_size=32, verbose=0, callbacks=[tfc.CompressionCallback()])
+    halfway = [float(np.mean([(v * m).numpy() == 0 for v, m, _ in w.pruning_vars][0])) for w in wrappers(fresh)]
+    assert 0.0 < max(halfway) < 0.5       # 10 of 1000 steps: under way, short of the target
+    with pytest.raises(InputError, match="fit the pruned model with"):
+        tfc.quantize(fresh)
+    for w in wrappers(fresh):             # at the target (what a finished schedule leaves): accepted
+        w.update_masks(0.5)
+    qat = tfc.quantize(fresh)
+    for n in PRUNED:
+        mask = [v.numpy() for v in qat.get_layer(f"quant_{n}").weights if "sparsity_mask" in v.name][0]
+        assert float(np.mean(mask == 0)) == pytest.approx(0.5, abs=0.01), n
+
+
 def test_saved_qat_model_keeps_its_masks(tmp_path, pruned):
     qat = tfc.quantize(pruned)
     qat.save(tmp_path / "qat.h5")   # tfmot QAT models do not round-trip through .keras

@@ -103,13 +103,17 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
       preserve_sparsity: keep every zero weight exactly zero. Defaults to `None`: on when the model was
         pruned (wrapped by `tfc.prune`, or any kernel holds exact zeros).
 
+    A model still wrapped by `tfc.prune` must have reached its schedule's target (trained with
+    `tfc.CompressionCallback`): QAT keeps zeros but runs no schedule.
+
     Returns:
       A new model of `QuantizeWrapperV2` layers; the input model is not changed.
 
     Raises:
       UnsupportedModelError: Keras 3, subclassed or nested models, or layers tfmot cannot quantize
         (named, with how to register a `QuantizeConfig` or skip them).
-      InputError: unknown layer names in `layers` or `skip`.
+      InputError: unknown layer names in `layers` or `skip`, or a pruned layer short of its
+        schedule's target sparsity (fit with the callback, `tfc.strip`, then quantize).
     """
     check_model(model)
     if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
@@ -118,7 +122,21 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
     if is_quantized(model):
         raise InputError(f"model {model.name!r} is already wrapped for quantization-aware training")
     from tfcompress.pruning.magnitude import wrappers as prune_wrappers
-    was_pruned = bool(prune_wrappers(model))
+    found = prune_wrappers(model)
+    was_pruned = bool(found)
+    for w in found:
+        # QAT keeps the zeros a pruned model has (tfmot's pruning-preserving scheme too) but runs no
+        # schedule: stripping a wrapper short of its target would drop the pruning without a word
+        import numpy as np
+        final = float(w.schedule.final_sparsity())
+        kernels = [(v * m).numpy() for v, m, _ in w.pruning_vars]
+        if any(np.count_nonzero(k == 0) < int(round(final * k.size)) for k in kernels):
+            now = sum(np.count_nonzero(k == 0) for k in kernels) / max(sum(k.size for k in kernels), 1)
+            raise InputError(
+                f"layer {w.layer.name!r} of model {model.name!r} is pruned to {now:.2f} of its schedule's "
+                f"{final:.2f}, and tfc.quantize runs no pruning schedule: fit the pruned model with "
+                "callbacks=[tfc.CompressionCallback()] until the schedule ends, tfc.strip it, then tfc.quantize "
+                "the result (its zeros are kept through QAT)")
     if was_pruned:
         model = _unprunable(model)
     if preserve_sparsity is None:
