@@ -6,6 +6,7 @@
 import os
 import sys
 
+from tfcompress.commands import json_flag
 from tfcompress.errors import InputError
 
 DELEGATE_NAMES = ("cpu", "xnnpack", "gpu", "nnapi")
@@ -30,7 +31,7 @@ def add_parser(parser):
                         help="local and ssh devices: keep running (up to --max_secs) until the 95%% confidence "
                              "interval of the mean is within ±PCT %% of it (default 0: off)")
     parser.add_argument("--enable_op_profiling", action="store_true", help="print the slowest ops (adb)")
-    parser.add_argument("--json", metavar="OUT", help="write the results as JSON (a list of BenchResult)")
+    json_flag.add(parser, "the results (a list of BenchResult)")
     parser.add_argument("--csv", metavar="OUT", help="write the results as CSV")
     parser.add_argument("--plot", metavar="OUT.png", help="latency per model and configuration, with std bars")
     parser.add_argument("--compare", action="store_true", help="print each model's latency relative to the first")
@@ -138,7 +139,7 @@ def _adb_serials(adb, rest):
 
 def _check_outputs(args):
     from tfcompress.fileio import check_output
-    outs = [p for p in (args.json, args.csv, args.plot) if p]
+    outs = [p for p in (json_flag.path(args), args.csv, args.plot) if p]
     if len({os.path.abspath(p) for p in outs}) != len(outs):
         raise InputError("--json, --csv and --plot must name different files")
     for path in outs:
@@ -169,18 +170,21 @@ def main(args):
     if all(fatal):  # nothing could run anywhere: a user error, no output file
         raise InputError(str(fatal[0]))
     inputs = args.models + ([args.binary] if args.binary else [])
-    if args.json:
+    if json_flag.path(args):
         _write(args.json, lambda tmp: open(tmp, "w").write(report.to_json(results)), inputs)
     if args.csv:
         _write(args.csv, lambda tmp: open(tmp, "w", newline="").write(report.to_csv(results)), inputs)
     if args.plot:
         _write(args.plot, lambda tmp: report.plot(results, tmp), inputs)
+    say = json_flag.people(args)
     for runner in runners:
         if getattr(runner, "props", None):
-            print(f"{runner.device}: {runner.describe()}")
-    print(report.format_table(results, compare=args.compare))
+            print(f"{runner.device}: {runner.describe()}", file=say)
+    print(report.format_table(results, compare=args.compare), file=say)
     if args.enable_op_profiling:
-        _print_top_ops(results)
+        _print_top_ops(results, file=say)
+    if args.json == json_flag.STDOUT:
+        print(report.to_json(results))
     failed = [r for r in results if not r.ok]
     if failed:
         print(f"tfcompress: {len(failed)} of {len(results)} configurations failed", file=sys.stderr)
@@ -188,9 +192,10 @@ def main(args):
     return 0
 
 
-def _print_top_ops(results, n=5):
+def _print_top_ops(results, n=5, file=None):
     for r in results:
         if r.op_profile:
-            print(f"\nslowest ops: {r.model} {r.device} thr={r.threads} {r.delegate}")
+            print(f"\nslowest ops: {r.model} {r.device} thr={r.threads} {r.delegate}", file=file)
             for row in sorted(r.op_profile, key=lambda row: -row["avg_ms"])[:n]:
-                print(f"  {row['avg_ms']:9.3f} ms  {row['percent']:6.2f}%  {row['type']:<24} {row['name']}")
+                print(f"  {row['avg_ms']:9.3f} ms  {row['percent']:6.2f}%  {row['type']:<24} {row['name']}",
+                      file=file)

@@ -3,6 +3,8 @@ and its top-1 agreement with the float Keras model it came from."""
 import json
 import os
 
+from tfcompress.commands import json_flag
+
 
 def add_parser(p):
     p.add_argument("file", metavar="FILE.tflite", help="the .tflite file to evaluate")
@@ -13,7 +15,7 @@ def add_parser(p):
                    help="a .keras / .h5 / SavedModel to compare with (agreement, max output difference)")
     p.add_argument("--samples", type=int, default=None, help="evaluate on the first N samples (default: all)")
     p.add_argument("--num_threads", type=int, default=1, help="interpreter threads (default: 1)")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON to PATH")
+    json_flag.add(p, "the results")
 
 
 def evaluate_file(path, x, y=None, float_model=None, num_threads=1):
@@ -42,15 +44,15 @@ def format_result(r):
 
 def main(args):
     from tfcompress.errors import InputError
-    from tfcompress.fileio import check_output, write_text
+    from tfcompress.fileio import check_output
     from tfcompress.tflite import reader
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples must be >= 1. Got: {args.samples}")
     if args.num_threads < 1:
         raise InputError(f"--num_threads must be >= 1. Got: {args.num_threads}")
     inputs = [args.file] + ([args.float_model] if args.float_model else [])
-    if args.json:
-        check_output(args.json, inputs)
+    if json_flag.path(args):
+        check_output(json_flag.path(args), inputs)
     m = reader.read(args.file)             # a missing or non-.tflite file fails here, in one line
     if args.float_model:
         from tfcompress.saving import check_model_path
@@ -64,7 +66,7 @@ def main(args):
     shape = (None, *m.inputs[0].shape[1:])
     x, note = data_mod.fit_to_input(x, shape)
     if note:
-        print(f"note: {note}")
+        print(f"note: {note}", file=json_flag.people(args))
     if args.samples:
         x, y = x[:args.samples], y[:args.samples]
     if not len(x):
@@ -77,7 +79,6 @@ def main(args):
             raise InputError(f"the float model takes input {tuple(model.input_shape[1:])}, the file "
                              f"{tuple(shape[1:])}: is --float the model this file was exported from?")
     result = evaluate_file(args.file, x, y, model, num_threads=args.num_threads)
-    print(format_result(result))
-    if args.json:
-        write_text(args.json, json.dumps(result, indent=2))
+    print(format_result(result), file=json_flag.people(args))
+    json_flag.emit(args, json.dumps(result, indent=2), inputs)
     return 0

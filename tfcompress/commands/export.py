@@ -1,6 +1,8 @@
 """`tfcompress export MODEL -o OUT.tflite`: convert a Keras model to TFLite and print the report."""
 import json
 
+from tfcompress.commands import json_flag
+
 MODES = ("int8", "int16x8", "float16", "dynamic", "float32")
 
 
@@ -17,7 +19,7 @@ def add_parser(p):
     p.add_argument("--no-relu6-pin", dest="pin", action="store_false",
                    help="let the converter calibrate ReLU6 ranges from data instead of pinning them to [0, 6]")
     p.add_argument("--no-eval", dest="eval", action="store_false", help="skip the float-vs-TFLite evaluation")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON to PATH")
+    json_flag.add(p, "the report")
     p.add_argument("--report", default=None, metavar="PATH", help="also write the report as Markdown to PATH")
 
 
@@ -31,7 +33,7 @@ def main(args):
         raise InputError(f"--samples must be >= 1. Got: {args.samples}")
     inputs = [args.model]
     out = check_output(args.output, inputs)
-    for extra in (args.json, args.report):
+    for extra in (json_flag.path(args), args.report):
         if extra:
             check_output(extra, inputs + [out])
     if os.path.exists(args.model) and os.path.exists(out) and os.path.samefile(args.model, out):
@@ -44,7 +46,7 @@ def main(args):
     model = load_model(args.model)
     x, note = data_mod.fit_to_input(x, model.input_shape)
     if note:
-        print(f"note: {note}")
+        print(f"note: {note}", file=json_flag.people(args))
     eval_data = None
     if args.eval:
         xt, yt = data_mod.load(args.data, "test")
@@ -53,9 +55,8 @@ def main(args):
     report = export(model, out, mode=args.mode, representative_data=x[:args.samples], eval_data=eval_data,
                     input_type=args.input_type, output_type=args.output_type, relu6_fixed_range=args.pin,
                     samples=args.samples)
-    print(report.format())
-    if args.json:
-        write_text(args.json, json.dumps(report.to_dict(), indent=2, default=float))
+    print(report.format(), file=json_flag.people(args))
+    json_flag.emit(args, json.dumps(report.to_dict(), indent=2, default=float), inputs)
     if args.report:
         write_text(args.report, _markdown(report))
     return 0

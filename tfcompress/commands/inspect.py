@@ -1,16 +1,25 @@
-"""`tfcompress inspect FILE.tflite [--json]`: ops, tensors, quantization and weight sparsity of a file."""
+"""`tfcompress inspect FILE.tflite [--json [PATH]]`: ops, tensors, quantization and weight sparsity of a file."""
 import json
+
+from tfcompress.commands import json_flag
 
 
 def add_parser(parser):
-    parser.add_argument("file", metavar="FILE.tflite", help="the .tflite file to read")
-    parser.add_argument("--json", action="store_true",
-                        help="print the facts as JSON on stdout instead of a table (redirect to save them)")
+    parser.add_argument("file", nargs="?", metavar="FILE.tflite", help="the .tflite file to read")
+    json_flag.add(parser, "the facts")
 
 
 def main(args):
+    from tfcompress.errors import InputError
+    from tfcompress.fileio import check_output
     from tfcompress.tflite.reader import format_table, inspect
 
+    json_flag.positional_swap(args, "file")
+    if args.file is None:
+        raise InputError("give the .tflite file to read: tfcompress inspect FILE.tflite [--json [PATH]]")
+    if json_flag.path(args):
+        check_output(json_flag.path(args), [args.file])
     info = inspect(args.file)
-    print(json.dumps(info, indent=2) if args.json else format_table(info))
+    json_flag.emit(args, json.dumps(info, indent=2), [args.file])
+    print(format_table(info), file=json_flag.people(args))
     return 0

@@ -4,6 +4,8 @@ import json
 import os
 import warnings
 
+from tfcompress.commands import json_flag
+
 CRITERIA = ("l1", "l2", "bn_gamma", "apoz", "taylor", "random", "merge")
 _FORMATS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
 
@@ -31,7 +33,7 @@ def add_parser(p):
                         "re-estimate BatchNorm statistics (tfc.prune_channels(compensate=...) and "
                         "tfc.recalibrate_batchnorm): a better start for fine-tuning")
     p.add_argument("--groups", action="store_true", help="also print the channel groups of the model")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the numbers as JSON to PATH")
+    json_flag.add(p, "the numbers")
 
 
 def _ratio(text):
@@ -47,7 +49,8 @@ def _ratio(text):
 
 def main(args):
     from tfcompress.errors import InputError
-    from tfcompress.fileio import atomic_path, check_output, write_text
+    from tfcompress.fileio import atomic_path, check_output
+    say = json_flag.people(args)
     ratio = _ratio(args.ratio)
     if args.criterion not in CRITERIA:
         raise InputError(f"unknown criterion {args.criterion!r}; choose one of {', '.join(CRITERIA)}")
@@ -62,8 +65,8 @@ def main(args):
     out = check_output(args.output, [args.model])
     if os.path.exists(args.model) and os.path.abspath(out) == os.path.abspath(args.model):
         raise InputError("the output would overwrite the model; choose another name")
-    if args.json:
-        check_output(args.json, [args.model, out])
+    if json_flag.path(args):
+        check_output(json_flag.path(args), [args.model, out])
     fmt = _FORMATS.get(os.path.splitext(out)[1].lower(), "tf")
     if fmt == "tf" and os.path.splitext(out)[1]:
         raise InputError(f"output must end in .keras or .h5, or be a folder name for a SavedModel. Got: {out}")
@@ -78,12 +81,12 @@ def main(args):
     if x is not None:
         x, note = data_mod.fit_to_input(x, model.input_shape)
         if note:
-            print(f"note: {note}")
+            print(f"note: {note}", file=say)
         data = (x[:args.samples], y[:args.samples]) if y is not None else x[:args.samples]
     from tfcompress.analysis import flops, params
     from tfcompress.pruning.channels import channel_groups, plan_and_prune
     if args.groups:
-        print(channel_groups(model))
+        print(channel_groups(model), file=say)
     skip = [s for s in args.skip.split(",") if s]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -94,19 +97,19 @@ def main(args):
         from tfcompress.pruning.batchnorm import recalibrate_batchnorm
         recalibrate_batchnorm(small, data)
     for note in result.notes:
-        print(f"note: {note}")
+        print(f"note: {note}", file=say)
     before = {"params": params(model), "flops": flops(model)}
     after = {"params": params(small), "flops": flops(small)}
-    print(f"{'':<8}{'before':>14}{'after':>14}{'ratio':>8}")
+    print(f"{'':<8}{'before':>14}{'after':>14}{'ratio':>8}", file=say)
     for k, name in (("params", "params"), ("flops", "FLOPs")):
-        print(f"{name:<8}{before[k]:>14,}{after[k]:>14,}{after[k] / max(before[k], 1):>8.3f}")
-    print("(FLOPs = 2 x multiply-accumulates of Conv/Dense layers, batch 1)")
+        print(f"{name:<8}{before[k]:>14,}{after[k]:>14,}{after[k] / max(before[k], 1):>8.3f}", file=say)
+    print("(FLOPs = 2 x multiply-accumulates of Conv/Dense layers, batch 1)", file=say)
     with atomic_path(out, inputs=[args.model]) as tmp:
         small.save(tmp, save_format=fmt)
-    print(f"wrote {out}")
-    if args.json:
-        write_text(args.json, json.dumps({"model": args.model, "output": out, "ratio": ratio,
-                                          "criterion": args.criterion, "round_to": args.round_to,
-                                          "keep_residual": args.keep_residual, "repair": args.repair,
-                                          "before": before, "after": after, "notes": result.notes}, indent=2))
+    print(f"wrote {out}", file=say)
+    json_flag.emit(args, json.dumps({"model": args.model, "output": out, "ratio": ratio,
+                                     "criterion": args.criterion, "round_to": args.round_to,
+                                     "keep_residual": args.keep_residual, "repair": args.repair,
+                                     "before": before, "after": after, "notes": result.notes}, indent=2),
+                   [args.model, out])
     return 0

@@ -1,13 +1,14 @@
-"""`tfcompress size FILE.tflite [--json] [--pack OUT.tfcz] [--clusters K]`: file, gzip and
+"""`tfcompress size FILE.tflite [--json [PATH]] [--pack OUT.tfcz] [--clusters K]`: file, gzip and
 Deep-Compression sizes; optionally checks that clustering left at most K values per channel."""
 import json
 import sys
 
+from tfcompress.commands import json_flag
+
 
 def add_parser(parser):
-    parser.add_argument("file", metavar="FILE.tflite", help="the .tflite file to measure")
-    parser.add_argument("--json", action="store_true",
-                        help="print the report as JSON on stdout instead of a table (redirect to save it)")
+    parser.add_argument("file", nargs="?", metavar="FILE.tflite", help="the .tflite file to measure")
+    json_flag.add(parser, "the report")
     parser.add_argument("--pack", metavar="OUT.tfcz", default=None,
                         help="also write the coding as a .tfcz pack; `tfcompress unpack` restores the "
                              ".tflite byte for byte. Never written over FILE")
@@ -20,6 +21,12 @@ def main(args):
     from tfcompress.tflite.size import check_clusters, format_table, size_report, write_pack
 
     from tfcompress.errors import InputError
+    from tfcompress.fileio import check_output
+    json_flag.positional_swap(args, "file")
+    if args.file is None:
+        raise InputError("give the .tflite file to measure: tfcompress size FILE.tflite [--json [PATH]]")
+    if json_flag.path(args):
+        check_output(json_flag.path(args), [args.file] + ([args.pack] if args.pack else []))
     if args.clusters is not None:
         try:
             args.clusters = int(args.clusters)
@@ -34,13 +41,13 @@ def main(args):
         d["pack"] = args.pack
         if counts is not None:
             d["clusters"] = {"limit": args.clusters, "tensors": [c.to_dict() for c in counts]}
-        print(json.dumps(d, indent=2))
-    else:
-        print(format_table(report))
-        if counts is not None:
-            most = max((c.per_channel for c in counts), default=0)
-            print(f"clusters: every weight tensor holds at most {most} distinct values per channel "
-                  f"(limit {args.clusters})")
-        if args.pack:
-            print(f"wrote {args.pack} ({report.pack_bytes:,} bytes)", file=sys.stderr)
+        json_flag.emit(args, json.dumps(d, indent=2), [args.file])
+    say = json_flag.people(args)
+    print(format_table(report), file=say)
+    if counts is not None:
+        most = max((c.per_channel for c in counts), default=0)
+        print(f"clusters: every weight tensor holds at most {most} distinct values per channel "
+              f"(limit {args.clusters})", file=say)
+    if args.pack:
+        print(f"wrote {args.pack} ({report.pack_bytes:,} bytes)", file=sys.stderr)
     return 0
