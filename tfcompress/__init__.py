@@ -35,6 +35,7 @@ _PUBLIC = {
     "recalibrate_batchnorm": "tfcompress.pruning.batchnorm",
     "from_keras3": "tfcompress.graph.keras3",
     "to_keras3": "tfcompress.graph.keras3",
+    "low_rank": "tfcompress.architecture.factorize",
 }
 # submodules reachable as `tfc.<name>`; "regularizers" is `tfcompress.pruning.regularizers`
 _SUBMODULES = ("models", "data", "analysis", "regularizers", "pruning", "quantization", "clustering",

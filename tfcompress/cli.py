@@ -21,6 +21,7 @@ COMMANDS = {
     "scan": ("scan", "per-layer pruning sensitivity"),
     "bench": ("bench", "benchmark .tflite files locally, over adb or over ssh"),
     "prune-channels": ("prune_channels", "physically remove channels from a Keras model"),
+    "low-rank": ("low_rank", "factor Dense and Conv2D layers into two thinner ones (truncated SVD)"),
 }
 
 

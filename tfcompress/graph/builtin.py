@@ -275,3 +275,18 @@ def _clone_lambda(layer):
 
 
 register_layer(L.Lambda, lambda l: None, clone=_clone_lambda)
+
+
+# ---------------------------------------------------------------- two-layer forms: low rank, separable
+
+
+def _add_facts(cls, **facts):
+    import dataclasses
+    from tfcompress.graph.kinds import KINDS
+    KINDS[cls] = dataclasses.replace(KINDS[cls], **facts)
+
+
+from tfcompress.graph import factor as _factor  # noqa: E402
+
+_add_facts(L.Dense, factor=_factor.dense_factor)
+_add_facts(L.Conv2D, factor=_factor.conv_factor, separate=_factor.conv_separate)

@@ -16,7 +16,9 @@ every technique that reads or rewrites a layer. An entry (`LayerKind`) says
   (`gamma`, `mean_index`); the kernel as (taps, in, out) for a linear consumer (`kernel_io`);
 * its multiply-accumulates (`macs`), whether it is an elementwise map (`elementwise`) or a rectifier
   (`rectifier`), which config key takes a kernel regularizer (`kernel_regularizer`);
-* how to make a fresh copy of it from the object in memory (`clone`; default: `from_config`).
+* how to make a fresh copy of it from the object in memory (`clone`; default: `from_config`);
+* how to write it as two layers: low-rank factors (`factor`) or depthwise then 1×1 (`separate`), see
+  `tfcompress/graph/factor.py`.
 
 Lookup is by exact class: a subclass of Conv2D is unknown until registered, because it may change
 what its channels mean. `register_layer(MyLayer, role="pass")` teaches a custom layer once; channel
@@ -54,6 +56,10 @@ class LayerKind:
       elementwise: the same scalar function on every element (activations, dropout).
       rectifier: output is zero for negative inputs (ReLU-like), for activation-based criteria.
       kernel_regularizer: the config key that takes a regularizer of the kernel.
+      factor: `factor(layer, method) -> graph.factor.Factored | None`: the kernel as a matrix and the two
+        layers computing `x @ A @ B` (low-rank factorisation; `method` is `"weight"` or `"spatial"`).
+      separate: `separate(layer) -> graph.factor.Separated | None`: a depthwise and a 1×1 layer with the
+        weights of the best such approximation of the layer.
     """
     role: Union[str, Callable]
     cut: Optional[Callable] = None
@@ -70,6 +76,8 @@ class LayerKind:
     elementwise: bool = False
     rectifier: bool = False
     kernel_regularizer: Optional[str] = None
+    factor: Optional[Callable] = None
+    separate: Optional[Callable] = None
 
     def role_of(self, layer):
         role = self.role(layer) if callable(self.role) else self.role
