@@ -35,7 +35,14 @@ _PUBLIC = {
     "recalibrate_batchnorm": "tfcompress.pruning.batchnorm",
     "from_keras3": "tfcompress.graph.keras3",
     "to_keras3": "tfcompress.graph.keras3",
+    "add_exits": "tfcompress.exits.heads",
+    "calibrate_exits": "tfcompress.exits.calibration",
+    "export_exits": "tfcompress.exits.export",
+    "ExitPolicy": "tfcompress.exits.policy",
     "low_rank": "tfcompress.architecture.factorize",
+    "separable": "tfcompress.architecture.separate",
+    "lottery_ticket": "tfcompress.pruning.lottery",
+    "adjust_dropout": "tfcompress.pruning.dropout",
 }
 # submodules reachable as `tfc.<name>`; "regularizers" is `tfcompress.pruning.regularizers`
 _SUBMODULES = ("models", "data", "analysis", "regularizers", "pruning", "quantization", "clustering",

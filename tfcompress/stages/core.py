@@ -29,6 +29,7 @@ class PruneConfig(TrainConfig):
     schedule: dict = dataclasses.field(default_factory=lambda: {"type": "PolynomialDecay", "target": 0.8})
     layers: typing.Optional[typing.Union[list, dict]] = None   # names, or {name: target | schedule}
     learning_rate: float = 5e-4
+    adjust_dropout: bool = False   # D = D0 * sqrt(C_i / C_i0) at the final sparsity (tfc.adjust_dropout)
 
 
 @register_stage("prune", PruneConfig)
@@ -56,6 +57,9 @@ def prune(state, config):
     if isinstance(layers, dict):  # per-layer targets reuse the stage's schedule; a mapping is a schedule
         layers = {name: build(v if isinstance(v, dict) else {**config.schedule, "target": v},
                               f"prune.layers.{name}") for name, v in layers.items()}
+    if config.adjust_dropout:
+        from tfcompress.pruning.dropout import adjust_for_schedule
+        state.model = adjust_for_schedule(state.model, schedule, layers)
     state.model = prune_model(state.model, schedule, layers=layers)
     fit(state, config, [CompressionCallback()])
     per_layer = {w.layer.name: sparsity(w) for w in wrappers(state.model)}
