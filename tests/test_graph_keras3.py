@@ -115,3 +115,46 @@ def test_files_of_either_kind(tmp_path):
     tk_path = str(tmp_path / "tk.keras")
     from_keras3(m).save(tk_path)
     assert model_kind(tk_path) == "tf_keras"
+
+
+def _cli(*argv):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "tfcompress.cli", *argv], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_reads_keras3_files_and_writes_the_kind_it_read(tmp_path):
+    src = str(tmp_path / "k3.keras")
+    sequential_cnn().save(src)
+    out = str(tmp_path / "small.keras")
+    proc = _cli("prune-channels", src, "-o", out, "--ratio", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    assert "a Keras 3 model" in proc.stdout and model_kind(out) == "keras3"
+    assert keras.saving.load_model(out).get_layer("c1").filters == 4
+    proc = _cli("export", src, "-o", str(tmp_path / "m.tflite"), "--data", "digits")
+    assert proc.returncode == 0, proc.stderr
+    assert "a Keras 3 model" in proc.stdout and "int8" in proc.stdout
+    x = keras.Input((6,))
+    keras.Model(x, L.RMSNormalization(name="rms")(L.Dense(4)(x))).save(str(tmp_path / "rms.keras"))
+    proc = _cli("export", str(tmp_path / "rms.keras"), "-o", str(tmp_path / "r.tflite"))
+    assert proc.returncode != 0 and "rms (RMSNormalization)" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_quantize_and_distill_keras3_models(tmp_path):
+    keras.utils.set_random_seed(2)
+    x_in = keras.Input((8, 8, 1))
+    h = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(8, 3, padding="same", use_bias=False)(x_in)))
+    student = keras.Model(x_in, L.Dense(10)(L.GlobalAveragePooling2D()(h)), name="k3_student")
+    teacher = sequential_cnn()
+    x, y = _x((8, 8, 1), 32), np.random.default_rng(1).integers(0, 10, 32)
+    trainer = tfc.Distiller(student, teacher, alpha=0.5)
+    trainer.compile("adam")
+    trainer.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    trained = tfc.strip(trainer)
+    assert isinstance(trained, tk.Model) and is_keras3(to_keras3(trained))
+    qat = tfc.quantize(student)
+    assert isinstance(qat, tk.Model) and any("quant" in l.name for l in qat.layers)
+    report = tfc.export(qat, str(tmp_path / "q.tflite"), mode="int8")
+    assert report.mode == "int8" and report.float_ops == []

@@ -35,6 +35,8 @@ _PUBLIC = {
     "recalibrate_batchnorm": "tfcompress.pruning.batchnorm",
     "from_keras3": "tfcompress.graph.keras3",
     "to_keras3": "tfcompress.graph.keras3",
+    "lottery_ticket": "tfcompress.pruning.lottery",
+    "adjust_dropout": "tfcompress.pruning.dropout",
     "add_exits": "tfcompress.exits.heads",
     "calibrate_exits": "tfcompress.exits.calibration",
     "export_exits": "tfcompress.exits.export",

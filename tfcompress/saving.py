@@ -67,6 +67,13 @@ def model_kind(path):
     return "keras3" if version.split(".")[0] == "3" else "tf_keras"
 
 
+def kind_note(path):
+    """The line a command prints about the model file it read: which Keras wrote it."""
+    if model_kind(path) == "keras3":
+        return f"read {path}: a Keras 3 model (tfcompress works on its tf_keras translation)"
+    return f"read {path}: a tf_keras model"
+
+
 def save_model(model, path, kind="tf_keras", inputs=()):
     """Writes a tf_keras model to `path` atomically, as a Keras 3 model file when `kind` is `"keras3"`
     (translated by `tfc.to_keras3`), so a command writes the kind it read. `.h5` paths get HDF5."""

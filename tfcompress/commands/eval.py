@@ -73,8 +73,9 @@ def main(args):
         raise InputError(f"data {args.data!r} split {args.split!r} is empty")
     model = None
     if args.float_model:
-        from tfcompress.saving import load_model
+        from tfcompress.saving import kind_note, load_model
         model = load_model(args.float_model)
+        print(kind_note(args.float_model), file=json_flag.people(args))
         if tuple(model.input_shape[1:]) != tuple(shape[1:]):
             raise InputError(f"the float model takes input {tuple(model.input_shape[1:])}, the file "
                              f"{tuple(shape[1:])}: is --float the model this file was exported from?")

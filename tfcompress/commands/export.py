@@ -39,11 +39,12 @@ def main(args):
     if os.path.exists(args.model) and os.path.exists(out) and os.path.samefile(args.model, out):
         raise InputError("the output would overwrite the model")
     from tfcompress import data as data_mod
-    from tfcompress.saving import check_model_path, load_model
+    from tfcompress.saving import check_model_path, kind_note, load_model
     check_model_path(args.model)               # the model file and the data spec are checked before TensorFlow
     x, _ = data_mod.load(args.data, "train")   # loads; the model first, as it is the cheaper check
     from tfcompress.exporting import export
     model = load_model(args.model)
+    print(kind_note(args.model), file=json_flag.people(args))
     x, note = data_mod.fit_to_input(x, model.input_shape)
     if note:
         print(f"note: {note}", file=json_flag.people(args))

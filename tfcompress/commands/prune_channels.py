@@ -71,12 +71,16 @@ def main(args):
     if fmt == "tf" and os.path.splitext(out)[1]:
         raise InputError(f"output must end in .keras or .h5, or be a folder name for a SavedModel. Got: {out}")
     from tfcompress import data as data_mod
-    from tfcompress.saving import check_model_path, load_model
+    from tfcompress.saving import check_model_path, kind_note, load_model, model_kind, save_model
     check_model_path(args.model)                  # the model file and the data spec are checked before
-    x = None                                      # TensorFlow loads
+    kind = model_kind(args.model)                 # TensorFlow loads; the output is of the kind read
+    if kind == "keras3" and fmt == "tf":
+        raise InputError(f"{args.model} is a Keras 3 model: write it as .keras or .h5. Got: {out}")
+    x = None
     if args.data:
         x, y = data_mod.load(args.data, "train")
     model = load_model(args.model)
+    print(kind_note(args.model), file=say)
     data = None
     if x is not None:
         x, note = data_mod.fit_to_input(x, model.input_shape)
@@ -104,8 +108,11 @@ def main(args):
     for k, name in (("params", "params"), ("flops", "FLOPs")):
         print(f"{name:<8}{before[k]:>14,}{after[k]:>14,}{after[k] / max(before[k], 1):>8.3f}", file=say)
     print("(FLOPs = 2 x multiply-accumulates of Conv/Dense layers, batch 1)", file=say)
-    with atomic_path(out, inputs=[args.model]) as tmp:
-        small.save(tmp, save_format=fmt)
+    if kind == "keras3":
+        save_model(small, out, "keras3", inputs=[args.model])
+    else:
+        with atomic_path(out, inputs=[args.model]) as tmp:
+            small.save(tmp, save_format=fmt)
     print(f"wrote {out}", file=say)
     json_flag.emit(args, json.dumps({"model": args.model, "output": out, "ratio": ratio,
                                      "criterion": args.criterion, "round_to": args.round_to,

@@ -5,7 +5,8 @@ The method, the loss and how logits and probabilities are told apart are describ
 """
 import numpy as np
 
-from tfcompress._tf import check_model, keras, tf
+from tfcompress._tf import keras, tf
+from tfcompress.graph.keras3 import tf_keras_model
 from tfcompress.distillation.detection import (KINDS, input_shape, probe_batch, probe_kind,
                                                single_output_shape, structural_kind)
 from tfcompress.distillation.hints import build_hints
@@ -65,9 +66,11 @@ class Distiller(keras.Model):
 
     Args:
       student: the tf_keras model to train (built; one output of class scores, logits preferred). It
-        may carry pruning, clustering or QAT wrappers.
-      teacher: a tf_keras model, or a list of them (an ensemble: the softened probabilities are
-        averaged). Same input and output shapes as the student.
+        may carry pruning, clustering or QAT wrappers. A Keras 3 model is translated first
+        (`tfc.from_keras3`): the tf_keras translation is what trains, `tfc.strip(distiller)` returns it,
+        and `tfc.to_keras3` takes it back; name hint layers by name then.
+      teacher: a tf_keras or Keras 3 model, or a list of them (an ensemble: the softened probabilities
+        are averaged). Same input and output shapes as the student.
       temperature: T > 0; the softmax temperature of both sides of the KL term. Defaults to `4.0`.
       alpha: weight of the distillation term, in [0, 1]; `1.0` needs no labels. Defaults to `0.9`.
       features: `[(teacher_layer, student_layer), ...]` hint pairs (layer objects or names; a
@@ -90,14 +93,15 @@ class Distiller(keras.Model):
     def __init__(self, student, teacher, temperature=4.0, alpha=0.9, features=None, feature_weight=1.0,
                  teacher_outputs=None, student_outputs=None, name="distiller", **kwargs):
         super().__init__(name=name, **kwargs)
-        check_model(student, "student")
+        given = student
+        student = tf_keras_model(student, "student")
         teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
         if not teachers:
             raise InputError("teacher must be a model or a non-empty list of models. Got: []")
         for i, t in enumerate(teachers):
-            check_model(t, "teacher" if len(teachers) == 1 else f"teacher[{i}]")
-            if t is student:
+            if t is student or t is given:
                 raise InputError("the teacher is the student itself; give a separately trained teacher")
+            teachers[i] = tf_keras_model(t, "teacher" if len(teachers) == 1 else f"teacher[{i}]")
         for value, label in ((temperature, "temperature"), (alpha, "alpha"), (feature_weight, "feature_weight")):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                 raise InputError(f"{label} must be a number. Got: {value!r}")

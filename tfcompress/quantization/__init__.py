@@ -17,9 +17,10 @@ converter reads) and `tfc.export(..., mode="int8")` converts them to an integer-
 """
 import re
 
-from tfcompress._tf import check_model, keras, tfmot
+from tfcompress._tf import keras, tfmot
 from tfcompress.errors import InputError, UnsupportedModelError
 from tfcompress.graph import map_layers
+from tfcompress.graph.keras3 import tf_keras_model
 from tfcompress.graph.held import hold, release
 from tfcompress.quantization.relu6_forms import canonicalize
 from tfcompress.quantization.objects import (CUSTOM_OBJECTS, QuantizeLayer, QuantizeWrapper,  # noqa: F401
@@ -115,7 +116,7 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
       InputError: unknown layer names in `layers` or `skip`, or a pruned layer short of its
         schedule's target sparsity (fit with the callback, `tfc.strip`, then quantize).
     """
-    check_model(model)
+    model = tf_keras_model(model)
     if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
         raise UnsupportedModelError(f"{type(model).__name__} is a subclassed model; tfc.quantize supports "
                                     "Sequential and functional models")

@@ -52,6 +52,9 @@ def start(recipe, out, echo=print):
     from tfcompress._tf import keras
     keras.utils.set_random_seed(recipe.seed)
     model = build_model(recipe.model, "model")
+    if recipe.model.path:
+        from tfcompress.saving import kind_note
+        echo(f"  {kind_note(recipe.model.path)}")
     shape = (None, *recipe.data.input_shape) if recipe.data.input_shape else model.input_shape
     split = {}
     for name in ("train", "test"):
