@@ -37,14 +37,7 @@ _PUBLIC = {
     "to_keras3": "tfcompress.graph.keras3",
     "lottery_ticket": "tfcompress.pruning.lottery",
     "adjust_dropout": "tfcompress.pruning.dropout",
-    "add_exits": "tfcompress.exits.heads",
-    "calibrate_exits": "tfcompress.exits.calibration",
-    "export_exits": "tfcompress.exits.export",
-    "ExitPolicy": "tfcompress.exits.policy",
     "low_rank": "tfcompress.architecture.factorize",
-    "separable": "tfcompress.architecture.separate",
-    "lottery_ticket": "tfcompress.pruning.lottery",
-    "adjust_dropout": "tfcompress.pruning.dropout",
 }
 # submodules reachable as `tfc.<name>`; "regularizers" is `tfcompress.pruning.regularizers`
 _SUBMODULES = ("models", "data", "analysis", "regularizers", "pruning", "quantization", "clustering",
