@@ -244,29 +244,30 @@ def test_quantize_accepts_the_still_wrapped_pruned_model(pruned):
         np.testing.assert_array_equal(masks[0].numpy() == 0, stripped.get_layer(n).kernel.numpy() == 0)
 
 
-def test_a_pruning_schedule_that_has_not_run_is_refused_not_dropped(train8):
+def test_prune_and_qat_in_one_fit(tmp_path, train8):
     from tfcompress.errors import InputError
-    from tfcompress.pruning.magnitude import wrappers
-    x, y, _, _ = train8
+    from tfcompress.quantization.sparsify import sparsity as qat_sparsity
+    x, y, xt, yt = train8
     keras.utils.set_random_seed(5)
-    fresh = tfc.prune(pqat_model(), tfc.PolynomialDecay(0.5, end_step=1000, frequency=5))
-    with pytest.raises(InputError) as e:
-        tfc.quantize(fresh)               # one fit of the QAT model would end at sparsity 0.0
-    message = str(e.value)
-    assert "\n" not in message and "0.00 of its schedule's 0.50" in message
-    assert "tfc.CompressionCallback()" in message and "tfc.strip" in message
-    fresh.compile(keras.optimizers.Adam(1e-3), LOSS)
-    fresh.fit(x[:320], y[:320], epochs=1, batch_size=32, verbose=0, callbacks=[tfc.CompressionCallback()])
-    halfway = [float(np.mean([(v * m).numpy() == 0 for v, m, _ in w.pruning_vars][0])) for w in wrappers(fresh)]
-    assert 0.0 < max(halfway) < 0.5       # 10 of 1000 steps: under way, short of the target
-    with pytest.raises(InputError, match="fit the pruned model with"):
-        tfc.quantize(fresh)
-    for w in wrappers(fresh):             # at the target (what a finished schedule leaves): accepted
-        w.update_masks(0.5)
-    qat = tfc.quantize(fresh)
+    pruning = tfc.prune(pqat_model(), tfc.PolynomialDecay(0.5, end_step=20, frequency=5))
+    with pytest.raises(InputError, match="preserve_sparsity"):
+        tfc.quantize(pruning, preserve_sparsity=False)
+    qat = tfc.quantize(pruning)        # the schedule goes on under the QAT wrappers
+    qat.compile(keras.optimizers.Adam(1e-3), LOSS)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="CompressionCallback"):
+        qat.fit(x[:64], y[:64], epochs=1, batch_size=32, verbose=0)
+    qat.fit(x[:960], y[:960], epochs=1, batch_size=32, verbose=0, callbacks=[tfc.CompressionCallback()])
+    path = tmp_path / "pruned_qat.tflite"
+    tfc.export(tfc.strip(qat), path, layer_samples=0)
+    m = reader.read(path)
+    plain = float_model(qat)
     for n in PRUNED:
-        mask = [v.numpy() for v in qat.get_layer(f"quant_{n}").weights if "sparsity_mask" in v.name][0]
-        assert float(np.mean(mask == 0)) == pytest.approx(0.5, abs=0.01), n
+        keras_zeros = plain.get_layer(n).kernel.numpy() == 0
+        assert qat_sparsity(qat.get_layer(f"quant_{n}")) == pytest.approx(0.5, abs=0.01), n
+        assert keras_zeros.mean() == pytest.approx(0.5, abs=0.01), n
+        q = tflite_kernel(m, n, keras_zeros.shape)
+        assert (q == 0).mean() == pytest.approx(0.5, abs=0.01), f"{n} in the int8 file"
+        np.testing.assert_array_equal(q == 0, keras_zeros, err_msg=n)
 
 
 def test_saved_qat_model_keeps_its_masks(tmp_path, pruned):

@@ -106,21 +106,23 @@ class PruneWrapper(_pw.PruneLowMagnitude):
     def update_masks(self, sparsity):
         """Zeros exactly round(sparsity * size) weights of smallest magnitude in each prunable weight."""
         for w, m, t in self.pruning_vars:
-            values = tf.reshape(w * m, [-1])
-            n = int(values.shape[0])
-            k = int(round(float(sparsity) * n))
-            if k <= 0:
-                mask = tf.ones_like(values)
-                threshold = 0.0
-            else:
-                order = tf.argsort(tf.abs(values), stable=True)
-                mask = tf.tensor_scatter_nd_update(tf.ones_like(values), order[:k, None],
-                                                   tf.zeros([k], values.dtype))
-                threshold = tf.abs(tf.gather(values, order[k - 1]))
-            mask = tf.reshape(mask, w.shape)
+            mask, threshold = magnitude_mask(w * m, sparsity)
             m.assign(mask)
-            w.assign(_masked(tf.reshape(values, w.shape), mask))
+            w.assign(_masked(w * m, mask))
             t.assign(tf.cast(threshold, t.dtype))
+
+
+def magnitude_mask(weights, sparsity):
+    """(mask, threshold): the 0/1 mask, shaped like `weights`, that zeros exactly round(sparsity * size)
+    entries of smallest magnitude (ties broken by position), and the largest magnitude it zeros."""
+    values = tf.reshape(weights, [-1])
+    n = int(values.shape[0])
+    k = int(round(float(sparsity) * n))
+    if k <= 0:
+        return tf.ones_like(weights), 0.0
+    order = tf.argsort(tf.abs(values), stable=True)
+    mask = tf.tensor_scatter_nd_update(tf.ones_like(values), order[:k, None], tf.zeros([k], values.dtype))
+    return tf.reshape(mask, weights.shape), tf.abs(tf.gather(values, order[k - 1]))
 
 
 def _masked(w, mask):

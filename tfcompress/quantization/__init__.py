@@ -28,6 +28,7 @@ from tfcompress.quantization.objects import (CUSTOM_OBJECTS, QuantizeLayer, Quan
 from tfcompress.quantization.scheme import (OutputQuantizeConfig, ReLU6QuantizeConfig, Registry, Scheme,
                                             register_quantize_config)
 from tfcompress.quantization.unwrap import float_model
+from tfcompress.quantization import sparsify as _sparsify  # noqa: F401  (registers the fit driver)
 
 __all__ = ["quantize", "register_quantize_config", "is_quantized", "float_model", "quantize_scope",
            "OutputQuantizeConfig", "ReLU6QuantizeConfig", "Scheme"]
@@ -67,6 +68,16 @@ def _unsupported(pairs):
         f"skip=[{', '.join(repr(n) for n, _ in pairs)}]")
 
 
+def _reached(wrapper):
+    """True when a PruneWrapper's weights hold its schedule's final sparsity."""
+    final = float(wrapper.schedule.final_sparsity())
+    for v, m, _ in wrapper.pruning_vars:
+        k = (v * m).numpy()
+        if int((k == 0).sum()) < int(round(final * k.size)):
+            return False
+    return True
+
+
 def _unprunable(model):
     from tfcompress.stripping import strip
     return strip(model)
@@ -84,6 +95,8 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
     qat = tfc.quantize(model)                         # every layer
     qat = tfc.quantize(model, skip=["logits"])        # logits stay float
     qat = tfc.quantize(tfc.strip(pruned))             # zeros preserved exactly
+    qat = tfc.quantize(tfc.prune(model, tfc.PolynomialDecay(0.5, end_step=500)))   # prune during QAT:
+    qat.fit(x, y, callbacks=[tfc.CompressionCallback()])                           # the callback is needed
     qat.compile(...); qat.fit(x, y, epochs=3)         # small learning rate, e.g. 1e-4
     report = tfc.export(qat, "model.tflite", mode="int8", eval_data=(x_test, y_test))
     qat.save("qat.h5")                                # tfmot's QAT wrappers do not round-trip in .keras
@@ -111,10 +124,10 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
       A new model of `QuantizeWrapperV2` layers; the input model is not changed.
 
     Raises:
-      UnsupportedModelError: Keras 3, subclassed or nested models, or layers tfmot cannot quantize
-        (named, with how to register a `QuantizeConfig` or skip them).
-      InputError: unknown layer names in `layers` or `skip`, or a pruned layer short of its
-        schedule's target sparsity (fit with the callback, `tfc.strip`, then quantize).
+      UnsupportedModelError: subclassed or nested models, or layers tfmot cannot quantize (named, with
+        how to register a `QuantizeConfig` or skip them).
+      InputError: unknown layer names in `layers` or `skip`, or `preserve_sparsity=False` for a model
+        still pruning on its schedule.
     """
     model = tf_keras_model(model)
     if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
@@ -125,19 +138,11 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
     from tfcompress.pruning.magnitude import wrappers as prune_wrappers
     found = prune_wrappers(model)
     was_pruned = bool(found)
-    for w in found:
-        # QAT keeps the zeros a pruned model has (tfmot's pruning-preserving scheme too) but runs no
-        # schedule: stripping a wrapper short of its target would drop the pruning without a word
-        import numpy as np
-        final = float(w.schedule.final_sparsity())
-        kernels = [(v * m).numpy() for v, m, _ in w.pruning_vars]
-        if any(np.count_nonzero(k == 0) < int(round(final * k.size)) for k in kernels):
-            now = sum(np.count_nonzero(k == 0) for k in kernels) / max(sum(k.size for k in kernels), 1)
-            raise InputError(
-                f"layer {w.layer.name!r} of model {model.name!r} is pruned to {now:.2f} of its schedule's "
-                f"{final:.2f}, and tfc.quantize runs no pruning schedule: fit the pruned model with "
-                "callbacks=[tfc.CompressionCallback()] until the schedule ends, tfc.strip it, then tfc.quantize "
-                "the result (its zeros are kept through QAT)")
+    # layers still short of their schedule's target go on pruning inside QAT (`sparsify.py`)
+    schedules = {w.layer.name: w.schedule for w in found if not _reached(w)}
+    if schedules and preserve_sparsity is False:
+        raise InputError(f"layer(s) {', '.join(schedules)} are still pruning on their schedule, which QAT "
+                         "continues only with preserve_sparsity left on. Got: preserve_sparsity=False")
     if was_pruned:
         model = _unprunable(model)
     if preserve_sparsity is None:
@@ -166,7 +171,7 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
     for relu, source in split.items():   # a fused ReLU6 follows the decision for its layer
         if source in wanted:
             wanted.add(relu)
-    registry = Registry(preserve_sparsity=preserve_sparsity)
+    registry = Registry(preserve_sparsity=preserve_sparsity, schedules=schedules)
     # BatchNormalization gets its config from the Conv/Dense+BN fold, not from the registry
     unsupported = [(l.name, type(l).__name__) for l in canonical.layers if l.name in wanted
                    and not registry.supports(l) and not isinstance(l, keras.layers.BatchNormalization)]
@@ -185,7 +190,7 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
         own = {type(l).__name__: type(l) for l in held.layers}
         with quantize_scope(own):
             annotated = map_layers(held, wrap, own)
-            qat = tfmot.quantization.keras.quantize_apply(annotated, scheme=Scheme(preserve_sparsity))
+            qat = tfmot.quantization.keras.quantize_apply(annotated, scheme=Scheme(preserve_sparsity, schedules))
         return release(qat, dict(CUSTOM_OBJECTS, **own))
     except (ValueError, RuntimeError, TypeError) as e:
         found = re.findall(r"Layer ([^:\s]+):<class '(?:[\w.]+\.)?(\w+)'> is not supported", str(e))

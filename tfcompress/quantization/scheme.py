@@ -113,6 +113,8 @@ class _KeepZeros:
     symmetric quantization maps them to 0. Unlike tfmot's PrunePreserve quantizers, the mask is a
     non-trainable variable, so it is saved with the model and survives a reload."""
 
+    scheduled = False   # True: a pruning schedule moves the mask inside fit (`tfcompress.quantization.sparsify`)
+
     def build(self, tensor_shape, name, layer):
         weights = super().build(tensor_shape, name, layer) or {}
         mask = layer.add_weight(f"{name}_sparsity_mask", shape=tensor_shape, initializer=keras.initializers.Ones(),
@@ -122,9 +124,16 @@ class _KeepZeros:
             with tf.init_scope():
                 mask.assign(tf.cast(tf.not_equal(source, 0), mask.dtype))
         weights["sparsity_mask"] = mask
+        if self.scheduled:
+            weights["armed"] = layer.add_weight(f"{name}_pruning_armed", shape=(), trainable=False,
+                                                initializer=keras.initializers.Zeros())
         return weights
 
     def __call__(self, inputs, training, weights, **kwargs):
+        if self.scheduled and training:
+            tf.debugging.assert_positive(
+                weights["armed"], message="this QAT model prunes on a schedule, which only "
+                "tfc.CompressionCallback runs: pass callbacks=[tfc.CompressionCallback()] to fit")
         return super().__call__(inputs * weights["sparsity_mask"], training, weights, **kwargs)
 
 
@@ -148,25 +157,35 @@ class SparsityPreservingConvWeightsQuantizer(_KeepZeros, _d8q.Default8BitConvWei
         return cls()
 
 
-def _swap_weight_quantizer(config):
+def _swap_weight_quantizer(config, scheduled=False):
     q = getattr(config, "weight_quantizer", None)
     if isinstance(q, _d8q.Default8BitConvWeightsQuantizer) and not isinstance(q, _KeepZeros):
         config.weight_quantizer = SparsityPreservingConvWeightsQuantizer()
     elif isinstance(q, _q.LastValueQuantizer) and not isinstance(q, _KeepZeros):
         config.weight_quantizer = SparsityPreservingWeightsQuantizer(q.num_bits, q.per_axis, q.symmetric,
                                                                      q.narrow_range)
+    if isinstance(getattr(config, "weight_quantizer", None), _KeepZeros):
+        config.weight_quantizer.scheduled = scheduled
     return config
 
 
 @keras.utils.register_keras_serializable(package="tfcompress")
 class SparsityPreservingQuantizeConfig(QuantizeConfig):
     """A tfmot weight config whose weight quantizer keeps zeros zero. A wrapper rather than an attribute
-    swap, so the choice is saved with the model (tfmot's configs re-create their quantizer on load)."""
+    swap, so the choice is saved with the model (tfmot's configs re-create their quantizer on load).
 
-    def __init__(self, config):
+    With a `schedule` (a `tfc` sparsity schedule, or its config), the zeros are not only kept but made:
+    `CompressionCallback` moves the mask on the schedule during QAT (`tfcompress.quantization.sparsify`).
+    """
+
+    def __init__(self, config, schedule=None):
         if isinstance(config, dict):
             config = keras.utils.deserialize_keras_object(config)
-        self.config = _swap_weight_quantizer(copy.copy(config))
+        if isinstance(schedule, dict):
+            from tfcompress.schedules import Schedule
+            schedule = Schedule.from_dict(schedule)
+        self.schedule = schedule
+        self.config = _swap_weight_quantizer(copy.copy(config), schedule is not None)
 
     def get_weights_and_quantizers(self, layer):
         return self.config.get_weights_and_quantizers(layer)
@@ -184,14 +203,17 @@ class SparsityPreservingQuantizeConfig(QuantizeConfig):
         return self.config.get_output_quantizers(layer)
 
     def get_config(self):
-        return {"config": keras.utils.serialize_keras_object(self.config)}
+        out = {"config": keras.utils.serialize_keras_object(self.config)}
+        if self.schedule is not None:
+            out["schedule"] = self.schedule.to_dict()
+        return out
 
 
-def _keep_zeros(config):
+def _keep_zeros(config, schedule=None):
     """The same config with its weight quantizer swapped for the sparsity-preserving one."""
     if getattr(config, "weight_quantizer", None) is None or isinstance(config, SparsityPreservingQuantizeConfig):
         return config
-    return SparsityPreservingQuantizeConfig(config)
+    return SparsityPreservingQuantizeConfig(config, schedule)
 
 
 def _concat_of_relu6(layer):
@@ -206,9 +228,10 @@ def _concat_of_relu6(layer):
 class Registry(_registry.Default8BitQuantizeRegistry):
     """tfmot's default 8-bit registry plus ReLU6, user-registered configs and sparsity preservation."""
 
-    def __init__(self, preserve_sparsity=False):
+    def __init__(self, preserve_sparsity=False, schedules=None):
         super().__init__()
         self.preserve_sparsity = preserve_sparsity
+        self.schedules = dict(schedules or {})
 
     def supports(self, layer):
         return custom_config(layer) is not None or is_relu6_layer(layer) or super().supports(layer)
@@ -220,7 +243,7 @@ class Registry(_registry.Default8BitQuantizeRegistry):
         if config is None:
             # tfmot hands out one shared config object per layer class; never modify it in place
             config = copy.copy(super().get_quantize_config(layer))
-        return _keep_zeros(config) if self.preserve_sparsity else config
+        return _keep_zeros(config, self.schedules.get(layer.name)) if self.preserve_sparsity else config
 
 
 class _LayerReLUQuantize(_transforms.LayerReLUQuantize):
@@ -295,15 +318,16 @@ class Scheme(_scheme.Default8BitQuantizeScheme):
     """`Default8BitQuantizeScheme` with fixed ReLU6 ranges; with `preserve_sparsity=True` it is also
     the counterpart of tfmot's `Default8BitPrunePreserveQuantizeScheme` (zeros kept exactly)."""
 
-    def __init__(self, preserve_sparsity=False):
+    def __init__(self, preserve_sparsity=False, schedules=None):
         super().__init__()
         self.preserve_sparsity = preserve_sparsity
+        self.schedules = schedules
 
     def get_layout_transformer(self):
         return LayoutTransform()
 
     def get_quantize_registry(self):
-        return Registry(preserve_sparsity=self.preserve_sparsity)
+        return Registry(preserve_sparsity=self.preserve_sparsity, schedules=self.schedules)
 
 
 CUSTOM_OBJECTS = {
