@@ -39,12 +39,12 @@ def call_cli(capsys, *args):
 
 
 def assert_one_line_error(proc):
-    """The bad-input rule: non-zero exit, no traceback, one line on stderr (TF's own log lines aside)."""
+    """The bad-input rule: non-zero exit, no traceback, exactly one line on stderr (no TensorFlow log line)."""
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
-    ours = [l for l in proc.stderr.splitlines() if l.startswith("tfcompress:")]
-    assert len(ours) == 1, proc.stderr
-    return ours[0]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tfcompress:"), proc.stderr
+    return lines[0]
 
 
 @pytest.fixture(scope="session")
