@@ -38,6 +38,7 @@ _PUBLIC = {
     "lottery_ticket": "tfcompress.pruning.lottery",
     "adjust_dropout": "tfcompress.pruning.dropout",
     "low_rank": "tfcompress.architecture.factorize",
+    "separable": "tfcompress.architecture.separate",
 }
 # submodules reachable as `tfc.<name>`; "regularizers" is `tfcompress.pruning.regularizers`
 _SUBMODULES = ("models", "data", "analysis", "regularizers", "pruning", "quantization", "clustering",
