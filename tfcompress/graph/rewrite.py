@@ -15,7 +15,9 @@ The verbs (tfmot's `model_transformer` and Torch-Pruning's DepGraph are the refe
   before a consumer it is seen by that consumer alone (one inserted layer object given to several
   consumers of the same tensor is called once and shared);
 * `remove(name)`: a one-input layer is left out, its readers read its input;
-* `add_output(name)`: the model gains an output at a layer's output (a head).
+* `add_output(name)`: the model gains an output at a layer's output (a head);
+* `add_branch(name, build)`: the model gains an output `build(tensor)` on a layer's output (new layers
+  that only that output reads: an early-exit head).
 
 A rewrite that changes nothing reproduces the original's outputs bit for bit.
 
@@ -91,6 +93,7 @@ class Rewrite:
         self.custom_objects = dict(_classes(self.model), **(custom_objects or {}))
         self._replace, self._configs, self._weights = {}, {}, {}
         self._after, self._before, self._removed, self._outputs = {}, {}, set(), []
+        self._branches = []
 
     def _layer(self, name):
         if name not in self.layers:
@@ -137,6 +140,13 @@ class Rewrite:
         self._outputs.append(name)
         return self
 
+    def add_branch(self, name, build):
+        """`build(tensor) -> output` makes new layers on `name`'s new output tensor; the model gains
+        `output` after its own outputs and those of `add_output`, in the order of the calls."""
+        self._layer(name)
+        self._branches.append((name, build))
+        return self
+
     # ------------------------------------------------------------------ building
 
     def _input(self, layer):
@@ -180,8 +190,9 @@ class Rewrite:
                 new_of[id(old)] = new
         inputs = tf.nest.map_structure(lambda t: new_of[id(t)], self.model._nested_inputs)
         outputs = tf.nest.map_structure(lambda t: new_of[id(t)], self.model._nested_outputs)
-        if self._outputs:
+        if self._outputs or self._branches:
             outputs = tf.nest.flatten(outputs) + [new_of[id(self.layers[n].output)] for n in self._outputs]
+            outputs += [build(new_of[id(self.layers[n].output)]) for n, build in self._branches]
         return keras.Model(inputs, outputs, name=name or self.model.name)
 
     def _call(self, node, new_of, clones, shared):
