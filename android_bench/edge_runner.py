@@ -10,7 +10,8 @@ reads its output like the real tool's:
 
 Flags: --graph, --num_threads (default 1), --num_runs (50), --warmup_runs (1), --min_secs (1.0),
 --max_secs (150), --warmup_min_secs (0.5), --use_xnnpack (true), --use_gpu, --use_nnapi,
---external_delegate_path, --enable_op_profiling (accepted; the Python runtime has no op profiler), and one
+--external_delegate_path, --enable_op_profiling (accepted; the Python runtime has no op profiler),
+--signature_to_run_for=KEY (time that signature's subgraph, e.g. one stage of an early-exit file), and one
 of its own: --target_ci=PCT keeps the timed runs going (past --num_runs and --min_secs, up to --max_secs)
 until the 95 % confidence interval of the mean latency is within ±PCT % of it.
 
@@ -24,7 +25,8 @@ import time
 
 FLAGS = {"graph": "", "num_threads": 1, "num_runs": 50, "warmup_runs": 1, "min_secs": 1.0,
          "max_secs": 150.0, "warmup_min_secs": 0.5, "use_xnnpack": True, "use_gpu": False,
-         "use_nnapi": False, "external_delegate_path": "", "enable_op_profiling": False, "target_ci": 0.0}
+         "use_nnapi": False, "external_delegate_path": "", "enable_op_profiling": False, "target_ci": 0.0,
+         "signature_to_run_for": ""}
 _GPU_LIBS = ("libtensorflowlite_gpu_delegate.so", "libtensorflowlite_gpu_gl.so")
 
 
@@ -238,6 +240,23 @@ def _run_phase(interpreter, min_runs, min_secs, max_secs, target_ci=0.0):
                     return times
 
 
+class _Signature:
+    """One signature's subgraph as something with `invoke()`, its inputs set once to random values."""
+
+    def __init__(self, interpreter, key, rng):
+        if key not in interpreter.get_signature_list():
+            raise BenchmarkError(f"no signature {key!r} in the model (it has: "
+                                 f"{', '.join(sorted(interpreter.get_signature_list())) or 'none'})")
+        runner = interpreter.get_signature_runner(key)
+        runner(**{n: _random_input(d, rng) for n, d in runner.get_input_details().items()})
+        wrapper, graph = getattr(interpreter, "_interpreter", None), getattr(runner, "_subgraph_index", None)
+        if wrapper is not None and graph is not None and hasattr(wrapper, "Invoke"):
+            self.invoke = lambda: wrapper.Invoke(graph)   # inputs stay set: time the invoke alone
+        else:
+            inputs = {n: _random_input(d, rng) for n, d in runner.get_input_details().items()}
+            self.invoke = lambda: runner(**inputs)
+
+
 def measure(flags):
     """Runs the benchmark; returns a dict of raw numbers in microseconds / MB (see `format_output`)."""
     import numpy as np
@@ -248,6 +267,8 @@ def measure(flags):
     for detail in interpreter.get_input_details():
         interpreter.set_tensor(detail["index"], _random_input(detail, rng))
     delegated, total = _delegated_nodes(interpreter)
+    if flags["signature_to_run_for"]:
+        interpreter = _Signature(interpreter, flags["signature_to_run_for"], rng)
     warm = _run_phase(interpreter, max(1, flags["warmup_runs"]), flags["warmup_min_secs"], flags["max_secs"])
     runs = _run_phase(interpreter, max(1, flags["num_runs"]), flags["min_secs"], flags["max_secs"],
                       flags["target_ci"])
@@ -326,6 +347,8 @@ def main(argv=None):
         print(f"INFO: Num threads: [{flags['num_threads']}]")
         print(f"INFO: Graph: [{flags['graph']}]")
         print(f"INFO: Use xnnpack: [{int(flags['use_xnnpack'])}]")
+        if flags["signature_to_run_for"]:
+            print(f"INFO: Signature to run: [{flags['signature_to_run_for']}]")
         if flags["use_gpu"]:
             print("INFO: Use gpu: [1]")
         if flags["use_nnapi"]:

@@ -38,6 +38,8 @@ class BenchConfig:
       max_secs: --max_secs, the most seconds a phase (warm-up or timed runs) may take. Defaults to `150`.
       target_ci: the edge runner's --target_ci: run until the 95 % confidence interval of the mean is
         within ±target_ci % (local and ssh devices; benchmark_model has no such flag). Defaults to `0` (off).
+      signature: --signature_to_run_for: time this signature (one stage of an early-exit file). Defaults to
+        `None` (the model's default subgraph).
     """
     threads: int = 1
     delegate: str = "xnnpack"
@@ -48,6 +50,7 @@ class BenchConfig:
     op_profiling: bool = False
     max_secs: float = 150.0
     target_ci: float = 0.0
+    signature: str = None
 
     def __post_init__(self):
         if self.delegate not in DELEGATES:
@@ -75,6 +78,8 @@ class BenchConfig:
             out.append("--enable_op_profiling=true")
         if self.target_ci:
             out.append(f"--target_ci={self.target_ci:g}")
+        if self.signature:
+            out.append(f"--signature_to_run_for={self.signature}")
         return out
 
 

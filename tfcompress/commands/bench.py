@@ -42,6 +42,8 @@ def add_parser(parser):
     parser.add_argument("--keep", action="store_true", help="leave pushed files on the device")
     parser.add_argument("--adb", metavar="PATH", help="adb executable (default $ADB, then PATH)")
     parser.add_argument("--remote_python", default="python3", help="python on ssh boards (default python3)")
+    from tfcompress.exits import bench as exits_bench
+    exits_bench.add_arguments(parser)
 
 
 def _csv_list(text, what, convert=str):
@@ -163,6 +165,9 @@ def main(args):
     configs = _configs(args)
     _check_outputs(args)
     runners = _runners(args)
+    if args.stages:  # early-exit files: one run per stage signature, and the expected latency under a policy
+        from tfcompress.exits import bench as exits_bench
+        return exits_bench.main(args, runners, configs)
     total = len(runners) * len(args.models) * len(configs)
     progress = report.Progress(total)
     results = run_matrix(runners, args.models, configs, cooldown=args.cooldown, progress=progress)
