@@ -181,14 +181,24 @@ def _scalar_rescaling(layer):
     return "pass" if np.ndim(layer.scale) == 0 and np.ndim(layer.offset) == 0 else None
 
 
-register_layer(L.Rescaling, _scalar_rescaling, elementwise=True)
+register_layer(L.Rescaling, _scalar_rescaling, elementwise=True, quantize="output")
+def _normalization_role(layer):
+    # per-channel mean and variance held as weights (adapted), on the last axis: sliced like BN's
+    cfg = layer.get_config()
+    axis = cfg.get("axis")
+    last = axis in (-1, None) or (isinstance(axis, (list, tuple)) and tuple(axis) in ((-1,),))
+    return "pass" if last and cfg.get("mean") is None and cfg.get("variance") is None else None
+
+
+register_layer(L.Normalization, _normalization_role, cut_vectors, quantize="output")
 register_layer(L.Identity, "pass", elementwise=True)
 
 
 # ---------------------------------------------------------------- merges, concat, reshapes
 
-for _cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
+for _cls in (L.Add, L.Subtract, L.Average, L.Maximum, L.Minimum):
     register_layer(_cls, "merge")
+register_layer(L.Multiply, "merge", quantize="output")   # squeeze-excite gates, hard-swish
 
 
 def _concat_role(layer):

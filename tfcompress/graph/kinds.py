@@ -76,6 +76,7 @@ class LayerKind:
     elementwise: bool = False
     rectifier: bool = False
     kernel_regularizer: Optional[str] = None
+    quantize: Optional[str] = None
     factor: Optional[Callable] = None
     separate: Optional[Callable] = None
 

@@ -8,7 +8,8 @@ deserialized (Keras' safe mode is never switched off). Weights are copied layer 
 
 The verbs (tfmot's `model_transformer` and Torch-Pruning's DepGraph are the references):
 
-* `replace(name, build)`: a layer becomes a sub-graph, `build(layer, inputs) -> outputs`;
+* `replace(name, build)`: a layer becomes a sub-graph, `build(layer, inputs) -> outputs`
+  (`replace_call` hands `build` the call's whole arguments instead);
 * `set_config(name, config, weights=None)`: the layer rebuilt with a changed config (a new width);
 * `set_weights(name, weights)`: the layer keeps its config and gets these weights;
 * `insert_after(name, layer)`, `insert_before(name, layer, input_index=0)`: a new layer on a tensor;
@@ -105,6 +106,14 @@ class Rewrite:
         (the first argument of each call, as the call had it)."""
         self._layer(name)
         self._replace[name] = build
+        return self
+
+    def replace_call(self, name, build):
+        """`build(layer, args, kwargs) -> outputs` makes the layer's replacement from the call's own
+        arguments, Keras tensors mapped to the new ones (for calls whose constants matter, such as a
+        TensorFlow op on a tensor and a scalar)."""
+        self._layer(name)
+        self._replace[name] = _WholeCall(build)
         return self
 
     def set_config(self, name, config, weights=None):
@@ -219,6 +228,8 @@ class Rewrite:
                 raise ValueError(f"remove: layer {name!r} has {len(keras_inputs)} inputs; only one-input "
                                  "layers can be removed")
             outputs = mapped(keras_inputs[0])
+        elif isinstance(self._replace.get(name), _WholeCall):
+            outputs = self._replace[name].build(layer, args, kwargs)
         elif name in self._replace:
             outputs = self._replace[name](layer, args[0] if args else next(iter(kwargs.values())))
         else:
@@ -238,6 +249,11 @@ class Rewrite:
         for extra in self._after.get(name, ()):
             outputs = extra(outputs)
         return outputs
+
+
+class _WholeCall:
+    def __init__(self, build):
+        self.build = build
 
 
 def _sequential_input(model):

@@ -77,6 +77,11 @@ def inbound_layers(layer, call=0):
     return [t._keras_history.layer for t in calls[call].keras_inputs]
 
 
+def times_called(layer):
+    """How many times the layer has been called (in this model and any other built on it)."""
+    return len(getattr(layer, "_inbound_nodes", []))
+
+
 def first_call(layer):
     """The node of the layer's first call, or None for a layer never called."""
     calls = getattr(layer, "_inbound_nodes", [])

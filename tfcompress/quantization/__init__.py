@@ -22,6 +22,7 @@ from tfcompress.errors import InputError, UnsupportedModelError
 from tfcompress.graph import map_layers
 from tfcompress.graph.keras3 import tf_keras_model
 from tfcompress.graph.held import hold, release
+from tfcompress.quantization.op_forms import canonicalize_ops
 from tfcompress.quantization.relu6_forms import canonicalize
 from tfcompress.quantization.objects import (CUSTOM_OBJECTS, QuantizeLayer, QuantizeWrapper,  # noqa: F401
                                              is_quantized, quantize_scope)
@@ -166,9 +167,10 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
 
     wanted = {l.name for l in model.layers if not isinstance(l, _NO_COMPUTE)
               and picked(l, chosen_arg, True) and not picked(l, skip_arg, False)}
-    canonical, split = canonicalize(model, custom_objects={**CUSTOM_OBJECTS,
-                                                         **{type(l).__name__: type(l) for l in model.layers}})
-    for relu, source in split.items():   # a fused ReLU6 follows the decision for its layer
+    own_classes = {**CUSTOM_OBJECTS, **{type(l).__name__: type(l) for l in model.layers}}
+    canonical, split = canonicalize(model, custom_objects=own_classes)
+    canonical, added = canonicalize_ops(canonical, custom_objects=own_classes)   # x + 3.0 and friends: layers
+    for relu, source in {**split, **added}.items():   # a layer split off follows the decision for its source
         if source in wanted:
             wanted.add(relu)
     registry = Registry(preserve_sparsity=preserve_sparsity, schedules=schedules)

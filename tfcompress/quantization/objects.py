@@ -2,6 +2,7 @@
 the questions asked of them: is a model quantized, which scope loads it."""
 from tfcompress._tf import tfmot
 from tfcompress.graph.held import CUSTOM_OBJECTS as _HELD_OBJECTS
+from tfcompress.quantization.op_forms import CUSTOM_OBJECTS as _OP_OBJECTS
 from tfcompress.quantization.scheme import CUSTOM_OBJECTS as _SCHEME_OBJECTS
 
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _ql  # noqa: E402
@@ -43,3 +44,4 @@ def _scope_dict():
 CUSTOM_OBJECTS = _scope_dict()
 CUSTOM_OBJECTS.update(_SCHEME_OBJECTS)
 CUSTOM_OBJECTS.update(_HELD_OBJECTS)   # a Lambda quantized with a registered config stays held in its wrapper
+CUSTOM_OBJECTS.update(_OP_OBJECTS)

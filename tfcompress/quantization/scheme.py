@@ -8,7 +8,7 @@ Everything here subclasses tfmot's own classes (`Default8BitQuantizeRegistry`,
 import copy
 
 from tfcompress._tf import keras, tf, tfmot
-from tfcompress.graph import inbound_layers
+from tfcompress.graph import inbound_layers, kind_of
 from tfcompress.quantization.relu6_forms import is_relu6_layer
 
 from tensorflow_model_optimization.python.core.quantization.keras import quantizers as _q  # noqa: E402
@@ -225,6 +225,12 @@ def _concat_of_relu6(layer):
     return bool(inbound) and all(is_relu6_layer(getattr(l, "layer", l)) for l in inbound)
 
 
+def _output_only(layer):
+    """The layer-kind table says QAT quantizes only this layer's output (Multiply gates, Rescaling, ...)."""
+    kind = kind_of(layer)
+    return kind is not None and kind.quantize == "output"
+
+
 class Registry(_registry.Default8BitQuantizeRegistry):
     """tfmot's default 8-bit registry plus ReLU6, user-registered configs and sparsity preservation."""
 
@@ -234,12 +240,18 @@ class Registry(_registry.Default8BitQuantizeRegistry):
         self.schedules = dict(schedules or {})
 
     def supports(self, layer):
-        return custom_config(layer) is not None or is_relu6_layer(layer) or super().supports(layer)
+        return (custom_config(layer) is not None or is_relu6_layer(layer) or _output_only(layer)
+                or getattr(kind_of(layer), "quantize", None) == "constant" or super().supports(layer))
 
     def get_quantize_config(self, layer):
         config = custom_config(layer)
         if config is None and (is_relu6_layer(layer) or _concat_of_relu6(layer)):
             config = ReLU6QuantizeConfig()
+        if config is None and _output_only(layer) and not super().supports(layer):
+            config = OutputQuantizeConfig()
+        if config is None and getattr(kind_of(layer), "quantize", None) == "constant":
+            from tfcompress.quantization.op_forms import ConstantsQuantizeConfig
+            config = ConstantsQuantizeConfig()
         if config is None:
             # tfmot hands out one shared config object per layer class; never modify it in place
             config = copy.copy(super().get_quantize_config(layer))
