@@ -79,3 +79,13 @@ def test_channel_pruning_through_hard_swish_and_se(data):
     ref, out = zeroed_reference(m, result.removed)(x).numpy(), small(x).numpy()
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
     assert tfc.analysis.macs(small) < 0.5 * tfc.analysis.macs(m)
+
+
+def test_separable_convolutions_quantize(tmp_path, data):
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((16, 16, 3))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same", use_bias=False)(inp)))
+    x = L.BatchNormalization()(L.SeparableConv2D(16, 3, padding="same", use_bias=False, name="sep")(x))
+    m = keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(L.ReLU(6.0)(x))))
+    report = tfc.export(tfc.quantize(m), tmp_path / "sep.tflite", layer_samples=0)
+    assert report.float_ops == [] and "DEPTHWISE_CONV_2D" in report.op_counts

@@ -36,6 +36,7 @@ __all__ = ["quantize", "register_quantize_config", "is_quantized", "float_model"
 
 _WEIGHTED = ("kernel", "depthwise_kernel", "pointwise_kernel")
 _NO_COMPUTE = (keras.layers.InputLayer,)
+_SPLIT_BEFORE_REGISTRY = (keras.layers.BatchNormalization, keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
 
 
 def _names(arg, what):
@@ -174,9 +175,10 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
         if source in wanted:
             wanted.add(relu)
     registry = Registry(preserve_sparsity=preserve_sparsity, schedules=schedules)
-    # BatchNormalization gets its config from the Conv/Dense+BN fold, not from the registry
+    # BatchNormalization gets its config from the Conv/Dense+BN fold, not from the registry; separable
+    # convolutions are split into depthwise + pointwise by the layout transform before the registry sees them
     unsupported = [(l.name, type(l).__name__) for l in canonical.layers if l.name in wanted
-                   and not registry.supports(l) and not isinstance(l, keras.layers.BatchNormalization)]
+                   and not registry.supports(l) and not isinstance(l, _SPLIT_BEFORE_REGISTRY)]
     if unsupported:
         raise _unsupported(unsupported)
     if not wanted:
