@@ -5,8 +5,9 @@
 Per model (tf_keras.applications, `weights=None`, 10 classes, the smallest input each accepts near
 96×96, BatchNorm statistics settled on 64 random images): magnitude pruning to 50 % (`tfc.prune` + strip),
 clustering (16 clusters), QAT wrap and full-int8 export (integer-only? ReLU6 outputs pinned?), post-training
-int8 export, and `prune_channels(ratio=0.5)`: removing ≡ zeroing (max |diff| relative to the output's
-range) and the MACs removed. Each step reports ✓ or its one-line error; one model's failure does not stop
+int8 export, `prune_channels(ratio=0.5)`: removing ≡ zeroing (max |diff| relative to the output's
+range) and the MACs removed, and float32 against PTQ int8 latency (LiteRT, 1 thread, XNNPACK, medians of
+interleaved runs in this process) with both file sizes. `--parts` picks the steps. Each step reports ✓ or its one-line error; one model's failure does not stop
 the others. Files are written to a temporary folder; the JSON is written after each model.
 """
 import argparse
@@ -60,7 +61,10 @@ def _file(report, path):
             "relu6": len(report.relu6), "relu6_pinned": sum(r["pinned"] for r in report.relu6)}
 
 
-def run(name, tmp, x):
+PARTS = ("prune", "cluster", "qat_int8", "ptq_int8", "prune_channels", "latency")
+
+
+def run(name, tmp, x, parts=PARTS):
     row = {"model": name}
     model = ZOO[name]()
     tfc.recalibrate_batchnorm(model, x, batch_size=32)
@@ -94,11 +98,39 @@ def run(name, tmp, x):
                 "rel_diff": float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-12)),
                 "blocked_notes": len(notes)}
 
-    for key, fn in (("prune", prune), ("cluster", cluster), ("qat_int8", qat), ("ptq_int8", ptq),
-                    ("prune_channels", channels)):
+    def latency():
+        paths = [os.path.join(tmp, f"{name}_{mode}.tflite") for mode in ("float32", "int8")]
+        tfc.export(model, paths[0], mode="float32", layer_samples=0)
+        tfc.export(model, paths[1], mode="int8", representative_data=x[:32], layer_samples=0)
+        ms = _interleaved(paths)
+        return {"ok": True, "float32_ms": ms[0], "int8_ms": ms[1], "int8_speedup": ms[0] / ms[1],
+                "float32_bytes": os.path.getsize(paths[0]), "int8_bytes": os.path.getsize(paths[1])}
+
+    steps = {"prune": prune, "cluster": cluster, "qat_int8": qat, "ptq_int8": ptq, "prune_channels": channels,
+             "latency": latency}
+    for key in parts:
         print(f"  {name}: {key}", flush=True)
-        _step(row, key, fn)
+        _step(row, key, steps[key])
     return row
+
+
+def _interleaved(paths, rounds=15, per_round=5, warmup=5):
+    """Median ms per invoke of each file, 1 thread, XNNPACK; the files alternate round by round."""
+    from tfcompress.tflite.runtime import Interpreter
+    its = [Interpreter(p, num_threads=1).interpreter for p in paths]
+    for it in its:
+        d = it.get_input_details()[0]
+        it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        for _ in range(warmup):
+            it.invoke()
+    times = [[] for _ in its]
+    for _ in range(rounds):
+        for i, it in enumerate(its):
+            for _ in range(per_round):
+                t = time.perf_counter()
+                it.invoke()
+                times[i].append(time.perf_counter() - t)
+    return [float(np.median(t) * 1e3) for t in times]
 
 
 def _cell(v):
@@ -108,6 +140,8 @@ def _cell(v):
         return "✗ " + v["error"][:60]
     if "integer_only" in v:
         return f"✓ {'int8' if v['integer_only'] else 'FLOAT OPS'} {v['relu6_pinned']}/{v['relu6']} {v['bytes'] / 1e6:.2f}MB"
+    if "int8_speedup" in v:
+        return f"✓ fp32 {v['float32_ms']:.2f} ms, int8 {v['int8_ms']:.2f} ms ({v['int8_speedup']:.2f}×)"
     if "macs_removed" in v:
         return f"✓ -{100 * v['macs_removed']:.1f}% MACs, diff {v['rel_diff']:.1e}"
     return "✓"
@@ -116,8 +150,12 @@ def _cell(v):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(ZOO))
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)}")
     p.add_argument("--json")
     args = p.parse_args()
+    parts = [q for q in args.parts.split(",") if q]
+    if set(parts) - set(PARTS):
+        p.error(f"unknown part(s) {', '.join(sorted(set(parts) - set(PARTS)))}; choose from {', '.join(PARTS)}")
     names = [n for n in args.models.split(",") if n]
     unknown = [n for n in names if n not in ZOO]
     if unknown:
@@ -127,7 +165,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for i, name in enumerate(names, 1):
             print(f"[{i}/{len(names)}] {name}", flush=True)
-            rows.append(run(name, tmp, x))
+            rows.append(run(name, tmp, x, parts))
             if args.json:
                 os.makedirs(os.path.dirname(os.path.abspath(args.json)) or ".", exist_ok=True)
                 with open(args.json, "w") as f:
@@ -135,7 +173,7 @@ def main():
     print()
     for r in rows:
         print(f"{r['model']:<18} params {r['params']:>10,}  " + " | ".join(
-            f"{k} {_cell(r[k])}" for k in ("prune", "cluster", "qat_int8", "ptq_int8", "prune_channels")))
+            f"{k} {_cell(r[k])}" for k in parts))
 
 
 if __name__ == "__main__":
