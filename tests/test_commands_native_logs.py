@@ -117,3 +117,21 @@ def test_tensorflow_python_warnings_are_lowered_to_errors():
     assert proc.returncode == 0
     assert [l for l in proc.stderr.splitlines() if "retraced" in l] == []
     assert "a real error" in proc.stderr and proc.stderr.splitlines()[-1] == "done"
+
+
+def test_verbose_lets_the_log_lines_through(tmp_path):
+    import subprocess
+    import sys
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFCOMPRESS_DEBUG")}
+    model = tmp_path / "m.keras"
+    code = ("from tfcompress._tf import keras; m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]);"
+            f"m.save({str(model)!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, timeout=120)
+    out = tmp_path / "m.tflite"
+    quiet = subprocess.run([sys.executable, "-m", "tfcompress.cli", "export", str(model), "-o", str(out),
+                            "--mode", "float32"], env=env, capture_output=True, text=True, timeout=300)
+    loud = subprocess.run([sys.executable, "-m", "tfcompress.cli", "--verbose", "export", str(model), "-o",
+                           str(tmp_path / "v.tflite"), "--mode", "float32"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
+    assert quiet.stderr.strip() == "" and len(loud.stderr.strip().splitlines()) > 0

@@ -35,6 +35,8 @@ def build_parser(load=None):
     parser = argparse.ArgumentParser(
         prog="tfcompress",
         description="Compress tf-keras models, export TFLite, measure them on the device.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="let TensorFlow's and LiteRT's log lines through to stderr (filtered out by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, helptext) in _available().items():
         if load is None or load == name:
@@ -59,7 +61,7 @@ def main(argv=None):
         if not getattr(args, "_main", None):
             parser.print_help()
             return 0 if not argv or argv[0] in ("-h", "--help") else 2
-        if whole_process:
+        if whole_process and not args.verbose:
             from tfcompress.commands.native_logs import filter_stderr
             filter_stderr()
         return int(args._main(args) or 0)
