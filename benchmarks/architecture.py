@@ -34,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
+from common import cpu_name, interleaved_ms  # noqa: E402
 import tfcompress as tfc  # noqa: E402
 from tfcompress._tf import keras  # noqa: E402
 from tfcompress.analysis import macs, params  # noqa: E402
@@ -184,20 +185,7 @@ def lenet(seeds, ratio=0.25, epochs=30, finetune=10, finetune_lr=5e-4):
 
 def _time_pair(paths, rounds=40, per_round=50, warmup=50):
     """Interleaved rounds; per-invoke milliseconds of each file (1 thread, XNNPACK)."""
-    its = [Interpreter(p, num_threads=1).interpreter for p in paths]
-    for it in its:
-        d = it.get_input_details()[0]
-        it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-        for _ in range(warmup):
-            it.invoke()
-    times = [[] for _ in its]
-    for _ in tqdm(range(rounds), desc="latency", leave=False):
-        for i, it in enumerate(its):
-            for _ in range(per_round):
-                t = time.perf_counter()
-                it.invoke()
-                times[i].append(time.perf_counter() - t)
-    return [np.array(t) * 1e3 for t in times]
+    return interleaved_ms(paths, rounds, per_round, warmup, lambda r: tqdm(r, desc="latency", leave=False))
 
 
 def separable(seeds, epochs=30, distil=30, distil_lr=2e-3, feature_weight=1.0):
@@ -258,7 +246,7 @@ def separable(seeds, epochs=30, distil=30, distil_lr=2e-3, feature_weight=1.0):
           f"{mean['distilled']:>11.4f}{mean['scratch']:>9.4f}   "
           f"loss {100 * (mean['original'] - mean['distilled']):+.2f} points (goal <= 1)")
     print(f"int8 ops: original {r0['ops_before']}, separable {r0['ops_after']}")
-    print(f"int8 latency, LiteRT 1 thread XNNPACK, original and separable interleaved, {_cpu()}:")
+    print(f"int8 latency, LiteRT 1 thread XNNPACK, original and separable interleaved, {cpu_name()}:")
     for name, lat in (("digits model 8x8x1", r0["latency_ms"]), (big_row["model"], big_row["latency_ms"])):
         print(f"  {name:<36} original {lat['original_median']:.4f} ms, separable {lat['separable_median']:.4f} ms "
               f"(median; p10 {lat['original_p10']:.4f} / {lat['separable_p10']:.4f}); "
@@ -274,17 +262,6 @@ def _latency(a, b):
     return {"original_median": float(np.median(ta)), "separable_median": float(np.median(tb)),
             "original_p10": float(np.percentile(ta, 10)), "separable_p10": float(np.percentile(tb, 10)),
             "invocations": len(ta)}
-
-
-def _cpu():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _plot(result, path):
@@ -322,7 +299,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     parts = args.parts.split(",")
-    result = {"cpu": _cpu(), "machine": platform.machine(), "tensorflow": __import__("tensorflow").__version__}
+    result = {"cpu": cpu_name(), "machine": platform.machine(), "tensorflow": __import__("tensorflow").__version__}
     if "exact" in parts:
         result["exact"] = exact()
     if "lenet" in parts:

@@ -19,7 +19,6 @@ timed from float input to label (quantize, invoke(s), dequantize, decide).
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -27,21 +26,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import cpu_name  # noqa: E402
+
 # 16x16: blocks 0-2 (stage 0), 8x8: blocks 3-6 (stage 1), 4x4: blocks 7-12 (stage 2), at 32x32 input
 BLOCKS = ((1, 16, 1), (4, 24, 2), (4, 24, 1), (6, 64, 2), (6, 64, 1), (6, 64, 1), (6, 64, 1), (6, 128, 2),
           (6, 128, 1), (6, 128, 1), (6, 128, 1), (6, 160, 1), (6, 160, 1))
 HEAD = 512
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def progress(done, total, what, start):

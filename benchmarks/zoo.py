@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np  # noqa: E402
 
+from common import interleaved_ms  # noqa: E402
 import tfcompress as tfc  # noqa: E402
 from tfcompress._tf import keras  # noqa: E402
 from tfcompress.pruning.channels import plan_and_prune, zeroed_reference  # noqa: E402
@@ -116,21 +117,7 @@ def run(name, tmp, x, parts=PARTS):
 
 def _interleaved(paths, rounds=15, per_round=5, warmup=5):
     """Median ms per invoke of each file, 1 thread, XNNPACK; the files alternate round by round."""
-    from tfcompress.tflite.runtime import Interpreter
-    its = [Interpreter(p, num_threads=1).interpreter for p in paths]
-    for it in its:
-        d = it.get_input_details()[0]
-        it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-        for _ in range(warmup):
-            it.invoke()
-    times = [[] for _ in its]
-    for _ in range(rounds):
-        for i, it in enumerate(its):
-            for _ in range(per_round):
-                t = time.perf_counter()
-                it.invoke()
-                times[i].append(time.perf_counter() - t)
-    return [float(np.median(t) * 1e3) for t in times]
+    return [float(np.median(t)) for t in interleaved_ms(paths, rounds, per_round, warmup)]
 
 
 def _cell(v):

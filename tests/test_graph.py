@@ -5,25 +5,9 @@ import pytest
 from tfcompress._tf import keras, tf
 from tfcompress.errors import InputError, UnsupportedModelError
 from tfcompress.graph import (Rewrite, copy_model, kind_of, map_layers, nodes, register_layer)
+from test_custom_layers import Scale   # a custom layer with a weight and get_config
 
 L = keras.layers
-
-
-class Scale(L.Layer):
-    """A custom layer with its own weight and get_config."""
-
-    def __init__(self, init=1.5, **kwargs):
-        super().__init__(**kwargs)
-        self.init = init
-
-    def build(self, shape):
-        self.s = self.add_weight("s", shape=(int(shape[-1]),), initializer=keras.initializers.Constant(self.init))
-
-    def call(self, x):
-        return x * self.s
-
-    def get_config(self):
-        return dict(super().get_config(), init=self.init)
 
 
 def odd_model():

@@ -1,0 +1,37 @@
+"""What the benchmark scripts share: the CPU's name for the tables, and interleaved LiteRT timing."""
+import platform
+import time
+
+import numpy as np
+
+
+def cpu_name():
+    """The CPU model as /proc/cpuinfo names it (the platform's processor or machine elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def interleaved_ms(paths, rounds=40, per_round=50, warmup=50, rounds_iter=None):
+    """Milliseconds per invoke of each .tflite file (1 thread, XNNPACK), the files taking turns round by
+    round so that load changes hit all of them alike. `rounds_iter` wraps `range(rounds)` (a progress bar)."""
+    from tfcompress.tflite.runtime import Interpreter
+    its = [Interpreter(p, num_threads=1).interpreter for p in paths]
+    for it in its:
+        d = it.get_input_details()[0]
+        it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        for _ in range(warmup):
+            it.invoke()
+    times = [[] for _ in its]
+    for _ in (rounds_iter or (lambda r: r))(range(rounds)):
+        for i, it in enumerate(its):
+            for _ in range(per_round):
+                t = time.perf_counter()
+                it.invoke()
+                times[i].append(time.perf_counter() - t)
+    return [np.array(t) * 1e3 for t in times]
