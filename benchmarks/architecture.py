@@ -45,7 +45,7 @@ from tfcompress.data import fit_to_input, load  # noqa: E402
 from tfcompress.tflite.reader import inspect  # noqa: E402
 from tfcompress.tflite.runtime import Interpreter  # noqa: E402
 
-from channel_pruning import resnet_style  # noqa: E402
+resnet_style = tfc.models.resnet_style
 
 
 def _digits(shape):

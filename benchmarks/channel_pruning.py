@@ -34,31 +34,7 @@ from tfcompress.pruning.channels import (CUSTOM_OBJECTS, plan_and_prune, ratio_f
                                           zeroed_reference)
 
 L = keras.layers
-
-
-def _cbr(x, f, k=3, s=1, name=None, relu=True):
-    x = L.Conv2D(f, k, strides=s, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = L.BatchNormalization(name=f"{name}_bn")(x)
-    return L.ReLU(name=f"{name}_relu")(x) if relu else x
-
-
-def _basic_block(x, f, stride, name):
-    y = _cbr(x, f, s=stride, name=f"{name}a")
-    y = _cbr(y, f, name=f"{name}b", relu=False)
-    if stride != 1 or x.shape[-1] != f:
-        x = _cbr(x, f, k=1, s=stride, name=f"{name}_proj", relu=False)
-    return L.ReLU(name=f"{name}_out")(L.Add(name=f"{name}_add")([x, y]))
-
-
-def resnet_style(input_shape=(64, 64, 3), widths=(32, 64, 128), classes=10, stem_stride=2, name="resnet_style"):
-    """Conv-BN-ReLU stem, two basic blocks per stage (projection shortcut when the shape changes), GAP, Dense."""
-    inp = keras.Input(input_shape)
-    x = _cbr(inp, widths[0], s=stem_stride, name="stem")
-    for i, w in enumerate(widths):
-        x = _basic_block(x, w, 1 if i == 0 else 2, name=f"s{i}b0")
-        x = _basic_block(x, w, 1, name=f"s{i}b1")
-    x = L.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inp, L.Dense(classes, name="logits")(x), name=name)
+resnet_style = tfc.models.resnet_style
 
 
 def _randomize_bn(model, seed=0):

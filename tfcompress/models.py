@@ -1,5 +1,6 @@
-"""Reference models: LeNet-300-100, LeNet-5 (the Caffe variant used by Deep Compression) and a small
-MobileNetV2-style network (inverted residuals, ReLU6). All are functional tf_keras models with logits
+"""Reference models: LeNet-300-100, LeNet-5 (the Caffe variant used by Deep Compression), a small
+MobileNetV2-style network (inverted residuals, ReLU6) and a small ResNet-style network (basic blocks,
+identity and projection shortcuts). All are functional tf_keras models with logits
 at the output.
 """
 from tfcompress._tf import keras
@@ -77,5 +78,30 @@ def mobilenet_v2(input_shape=(224, 224, 3), classes=1000, alpha=1.0):
     return keras.applications.MobileNetV2(input_shape=input_shape, alpha=alpha, weights=None, classes=classes)
 
 
+def _cbr(x, f, k=3, s=1, name=None, relu=True):
+    x = L.Conv2D(f, k, strides=s, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = L.BatchNormalization(name=f"{name}_bn")(x)
+    return L.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def _basic_block(x, f, stride, name):
+    y = _cbr(x, f, s=stride, name=f"{name}a")
+    y = _cbr(y, f, name=f"{name}b", relu=False)
+    if stride != 1 or x.shape[-1] != f:
+        x = _cbr(x, f, k=1, s=stride, name=f"{name}_proj", relu=False)
+    return L.ReLU(name=f"{name}_out")(L.Add(name=f"{name}_add")([x, y]))
+
+
+def resnet_style(input_shape=(64, 64, 3), widths=(32, 64, 128), classes=10, stem_stride=2, name="resnet_style"):
+    """Conv-BN-ReLU stem, two basic blocks per stage (projection shortcut when the shape changes), GAP, Dense."""
+    inp = keras.Input(input_shape)
+    x = _cbr(inp, widths[0], s=stem_stride, name="stem")
+    for i, w in enumerate(widths):
+        x = _basic_block(x, w, 1 if i == 0 else 2, name=f"s{i}b0")
+        x = _basic_block(x, w, 1, name=f"s{i}b1")
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, L.Dense(classes, name="logits")(x), name=name)
+
+
 REGISTRY = {"lenet300": lenet300, "lenet5": lenet5, "mobilenet_v2_small": mobilenet_v2_small,
-            "mobilenet_v2": mobilenet_v2}
+            "mobilenet_v2": mobilenet_v2, "resnet_style": resnet_style}
