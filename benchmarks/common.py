@@ -1,20 +1,10 @@
-"""What the benchmark scripts share: the CPU's name for the tables, and interleaved LiteRT timing."""
-import platform
+"""What the benchmark scripts share: the CPU's name for the tables (`tfcompress.machine`, which also knows the
+CPU features that decide int8 speed), and interleaved LiteRT timing."""
 import time
 
 import numpy as np
 
-
-def cpu_name():
-    """The CPU model as /proc/cpuinfo names it (the platform's processor or machine elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from tfcompress.machine import cpu_name  # noqa: F401  (the benchmarks' tables name the CPU)
 
 
 def interleaved_ms(paths, rounds=40, per_round=50, warmup=50, rounds_iter=None):
