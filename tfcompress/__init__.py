@@ -43,6 +43,10 @@ _PUBLIC = {
     "adjust_dropout": "tfcompress.pruning.dropout",
     "low_rank": "tfcompress.architecture.factorize",
     "separable": "tfcompress.architecture.separate",
+    "LatencyTable": "tfcompress.latency",
+    "sensitivity_scan": "tfcompress.choose.scan",
+    "SensitivityReport": "tfcompress.choose.report",
+    "allocate": "tfcompress.choose.budget",
 }
 # submodules reachable as `tfc.<name>`; "regularizers" is `tfcompress.pruning.regularizers`
 _SUBMODULES = ("models", "data", "analysis", "regularizers", "pruning", "quantization", "clustering",
