@@ -1,17 +1,25 @@
 """The pruning procedures of the literature side by side, on digits: LeNet-300-100 and LeNet-5.
 
-    nice python benchmarks/procedures.py [--seeds 3] [--models lenet300,lenet5] [--parts schedules,lottery,channels]
-                                         [--json out/procedures.json] [--png out/procedures.png]
+    nice python benchmarks/procedures.py [--seeds 3] [--first-seed 0] [--models lenet300,lenet5]
+        [--parts schedules,lottery,channels] [--variants plain,l1,l2,dropout] [--start 70] [--stop 1.5]
+        [--json out/procedures.json] [--png out/procedures.png]
+    python benchmarks/procedures.py --merge a.json,b.json --json all.json --png all.png   (table and PNG only)
 
 Three parts, each over `--seeds` seeds (mean and spread reported):
 
   schedules  the highest sparsity (of all kernels) whose test accuracy is within 0.5 point of the dense
-             model's, for one-shot (prune to s at once, fine-tune), iterative (10-point steps to 90 %, then
-             95, 97, 98, 99 %, a short fine-tune after each) and polynomial (Zhu & Gupta ramp over the
-             fine-tune); each plain, with an L1 or L2 penalty on the kernels (`tfc.regularizers`, during
-             dense training and pruning), and with dropout adjusted by sqrt(C_i / C_i0) (`tfc.adjust_dropout`).
-             Sparsity levels: 50, 70, 80, 90, 95, 97, 98, 99 %; a procedure stops at the first level that
-             loses more than `--stop` (1.5 points): no higher level is within 0.5 point after that.
+             model's (the plain one, 30 epochs, the same for every variant), for one-shot, iterative and
+             polynomial pruning; each plain, with an L1 or L2 penalty on the kernels (`tfc.regularizers`,
+             attached for the dense training and kept through every pruning fine-tune), and with dropout
+             adjusted to D0 * sqrt(C_i / C_i0) (`tfcompress.pruning.dropout`, for the target's C_i).
+             iterative: prune 10 points more, fine-tune `step` epochs, repeat (Han et al.), in two chains
+             starting at 5 and 10 % so the levels fall on the 5-point grid. one-shot: prune to s at once,
+             then fine-tune; polynomial: the Zhu & Gupta ramp over the first 2/3 of the fine-tune. Both get
+             the iterative budget at that level: steps_to(s) * step epochs. They scan the grid up from
+             `--start` (down first while the start loses more than 0.5 point) and stop at the first level
+             losing more than `--stop` points, as does each iterative chain. Reported: the highest level
+             within 0.5 point per seed, and where the mean curve of the seeds crosses the 0.5-point line
+             (linear between the two levels around it).
   lottery    `tfc.lottery_ticket` on LeNet-300-100 (20 % of the remaining weights per round, global ranking,
              output layer kept dense, rewind to init) against its controls, random re-init and random mask,
              at 51.2 / 21.0 / 8.6 / 4.4 % of the hidden kernels kept (rounds 3, 7, 11, 14).
@@ -20,28 +28,34 @@ Three parts, each over `--seeds` seeds (mean and spread reported):
              dense model's epochs (Liu et al. 2019, "Rethinking the value of network pruning").
 
 The digits test split has 449 images: one image is 0.22 point, so gaps of one or two images are noise.
-The models carry Dropout (0.3 after each hidden Dense layer) so the dropout rows differ from the plain ones.
+The models carry Dropout (0.3 after fc1 and fc2 of LeNet-300-100, after fc1 of LeNet-5), so the dropout
+rows differ from the plain ones.
 """
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
 
-LEVELS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99)
-CHAIN = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99)
+from common import cpu_name  # noqa: E402
+
+GRID = tuple(round(0.5 + 0.05 * i, 4) for i in range(10))        # 50, 55, ..., 95 %
+OFFSETS = (0.05, 0.1)   # iterative chains o, o + 10, o + 20, ... points: together the 5-point grid
 VARIANTS = ("plain", "l1", "l2", "dropout")
 PENALTY = {"l1": 2e-5, "l2": 1e-4}
-SETTINGS = {"lenet300": {"shape": (8, 8, 1), "epochs": 20, "finetune": 6, "step": 2},
-            "lenet5": {"shape": (16, 16, 1), "epochs": 10, "finetune": 3, "step": 1}}
+SETTINGS = {"lenet300": {"shape": (8, 8, 1), "epochs": 30, "step": 2},
+            "lenet5": {"shape": (16, 16, 1), "epochs": 30, "step": 1}}
+PROCEDURES = ("one-shot", "iterative", "polynomial")
 LOTTERY_ROUNDS = 14
 LOTTERY_AT = (3, 7, 11, 14)
 LOTTERY_EPOCHS = 12
+CHANNELS = {"epochs": 10, "finetune": 3}   # LeNet-5: dense and scratch epochs, fine-tune epochs
 TOLERANCE = 0.005
 STOP = [0.015]
 
@@ -70,8 +84,18 @@ def acc(model, test):
     return keras_accuracy(model, *test)
 
 
+def steps_to(sparsity):
+    """How many 10-point iterative steps reach `sparsity` (the chain o, o + 10, ... that ends on it)."""
+    return int(np.ceil(round(sparsity * 10, 6)))
+
+
 def prune_once(dense, original, target, epochs, train, schedule, variant):
-    """One pruning run from `dense` to `target`; returns the stripped model."""
+    """One pruning run from `dense` to `target` with `epochs` of fine-tuning; returns the stripped model.
+
+    one-shot / iterative step: all of the target's weights removed at the first step, then fine-tuned;
+    polynomial: the Zhu & Gupta ramp from 0 to the target over the first 2/3 of the fine-tuning steps.
+    The dropout variant fine-tunes with D0 * sqrt(C_i / C_i0) for the target's C_i from the start.
+    """
     import tfcompress as tfc
     from tfcompress.pruning.dropout import adjust_for_schedule, set_rates
     steps = -(-len(train[0]) // 32) * epochs
@@ -93,47 +117,97 @@ def zeros_fraction(model):
     return sum(int((k == 0).sum()) for k in kernels) / sum(k.size for k in kernels)
 
 
-def schedules_part(name, seed, train, test, echo, variants=VARIANTS):
-    """{variant: {schedule: [(sparsity, accuracy), ...]}} and the dense accuracy, for one seed."""
+def penalty_share(model, train):
+    """The kernel penalty's share of the training loss (cross-entropy + penalty) of a trained model."""
+    from tfcompress._tf import keras
+    ce = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(train[1], model.predict(
+        train[0], verbose=0)))
+    penalty = float(sum(float(l) for l in model.losses))
+    return penalty / (ce + penalty)
+
+
+def schedules_part(name, seed, train, test, echo, variants=VARIANTS, start=0.7, bar=None):
+    """The dense accuracies, penalty shares and {variant: {procedure: [(sparsity, accuracy), ...]}}.
+
+    Budgets: an iterative step fine-tunes `step` epochs, so the model at s has had steps_to(s) * step
+    epochs since the dense one; one-shot and polynomial at s get exactly that many epochs too.
+    """
     import tfcompress as tfc
     cfg = SETTINGS[name]
     original = build(name, seed)
     dense = {"plain": compile_fit(build(name, seed), train, cfg["epochs"], 1e-3)}
-    for v, lam in PENALTY.items():
-        reg = {"l1": tfc.regularizers.l1, "l2": tfc.regularizers.l2}[v](lam)
+    for v in (v for v in PENALTY if v in variants):
+        reg = {"l1": tfc.regularizers.l1, "l2": tfc.regularizers.l2}[v](PENALTY[v])
         dense[v] = compile_fit(tfc.regularizers.attach(build(name, seed), reg), train, cfg["epochs"], 1e-3)
     dense["dropout"] = dense["plain"]
     base = acc(dense["plain"], test)
     dense_acc = {v: acc(m, test) for v, m in dense.items()}
-    echo(f"  {name} seed {seed}: dense {base:.4f} (l1 {dense_acc['l1']:.4f}, l2 {dense_acc['l2']:.4f})")
+    shares = {v: penalty_share(dense[v], train) for v in PENALTY if v in dense}
+    echo(f"  {name} seed {seed}: dense {base:.4f} " + ", ".join(
+        f"({v} {dense_acc[v]:.4f}, penalty {100 * shares[v]:.0f} % of the loss)" for v in shares))
     curves = {}
     for variant in variants:
         curves[variant] = {}
         for schedule in ("one-shot", "polynomial"):
-            points = []
-            for s in LEVELS:
-                model = prune_once(dense[variant], original, s, cfg["finetune"], train, schedule, variant)
-                points.append((zeros_fraction(model), acc(model, test)))
+            def point(s):
+                model = prune_once(dense[variant], original, s, steps_to(s) * cfg["step"], train, schedule, variant)
+                return zeros_fraction(model), acc(model, test)
+            curves[variant][schedule] = scan(point, base, start)
+        points = []
+        for offset in OFFSETS:
+            current, s = dense[variant], offset
+            while s < GRID[-1] + 1e-9:
+                current = prune_once(current, original, s, cfg["step"], train, "iterative", variant)
+                points.append((zeros_fraction(current), acc(current, test)))
                 if points[-1][1] < base - STOP[0]:
                     break
-            curves[variant][schedule] = points
-        points, current = [], dense[variant]
-        for s in CHAIN:
-            current = prune_once(current, original, s, cfg["step"], train, "iterative", variant)
-            points.append((zeros_fraction(current), acc(current, test)))
-            if points[-1][1] < base - STOP[0]:
-                break
-        curves[variant]["iterative"] = points
+                s = round(s + 0.1, 4)
+        curves[variant]["iterative"] = sorted(points)
         best = {k: highest(p, base) for k, p in curves[variant].items()}
         echo(f"    {variant:8s} highest sparsity within 0.5 point: " +
              ", ".join(f"{k} {100 * b[0]:.1f} %" for k, b in best.items()))
-    return base, dense_acc, curves
+        if bar is not None:
+            bar.update(1)
+    return base, dense_acc, shares, curves
+
+
+def scan(point, base, start):
+    """[point(s)], each (sparsity, accuracy), up the grid from `start` until a level loses more than STOP;
+    when `start` itself loses more than TOLERANCE, down the grid first until a level is within it."""
+    levels = [s for s in GRID if s >= start - 1e-9]
+    points = [point(levels[0])]
+    below = [s for s in GRID if s < levels[0] - 1e-9][::-1]
+    while points[0][1] < base - TOLERANCE - 1e-9 and below:
+        points.insert(0, point(below.pop(0)))
+    for s in levels[1:]:
+        if points[-1][1] < base - STOP[0]:
+            break
+        points.append(point(s))
+    return points
 
 
 def highest(points, base):
     """(sparsity, accuracy) of the highest sparsity within TOLERANCE of `base`, or (0, base)."""
     ok = [p for p in points if p[1] >= base - TOLERANCE - 1e-9]
     return max(ok) if ok else (0.0, base)
+
+
+def mean_curve(runs, variant, procedure):
+    """[(sparsity, mean accuracy)] over the levels every seed reached (sparsity rounded to the grid)."""
+    per_seed = [{round(s, 3): a for s, a in r["curves"][variant][procedure]} for r in runs]
+    levels = sorted(set.intersection(*(set(d) for d in per_seed)))
+    return [(s, float(np.mean([d[s] for d in per_seed]))) for s in levels]
+
+
+def crossing(curve, line):
+    """(sparsity, "") where `curve` first falls below `line`, linearly interpolated between the two levels
+    around it; (its first level, "<") when it starts below, (its last level, ">") when it never falls."""
+    if curve[0][1] < line:
+        return curve[0][0], "<"
+    for (s0, a0), (s1, a1) in zip(curve, curve[1:]):
+        if a0 >= line > a1:
+            return s0 + (s1 - s0) * (a0 - line) / (a0 - a1), ""
+    return curve[-1][0], ">"
 
 
 def lottery_part(seed, train, test, echo):
@@ -155,7 +229,7 @@ def lottery_part(seed, train, test, echo):
 def channels_part(seed, train, test, echo):
     import tfcompress as tfc
     from tfcompress.pruning.lottery import reinitialize
-    cfg = SETTINGS["lenet5"]
+    cfg = CHANNELS
     dense = compile_fit(build("lenet5", seed), train, cfg["epochs"], 1e-3)
     small = tfc.prune_channels(dense, 0.5)
     params = small.count_params()
@@ -177,18 +251,33 @@ def mean_sd(values):
     return float(values.mean()), float(values.std())
 
 
+def schedule_rows(name, runs):
+    """One row per variant: (variant, {procedure: (per-seed highest levels, crossing of the mean curve)})."""
+    line = np.mean([r["dense"] for r in runs]) - TOLERANCE
+    rows = []
+    for variant in [v for v in VARIANTS if v in runs[0]["curves"]]:
+        cells = {}
+        for procedure in PROCEDURES:
+            best = [highest(r["curves"][variant][procedure], r["dense"])[0] for r in runs]
+            cells[procedure] = (best, crossing(mean_curve(runs, variant, procedure), line))
+        rows.append((variant, cells))
+    return rows
+
+
 def summarize(result):
     lines = []
     for name, runs in result.get("schedules", {}).items():
-        lines.append(f"\n{name}: highest sparsity within 0.5 point of dense (mean ± sd over {len(runs)} seeds; "
-                     f"dense {100 * mean_sd([r['dense'] for r in runs])[0]:.2f} %)")
-        lines.append(f"{'variant':10s} {'one-shot':>16s} {'iterative':>16s} {'polynomial':>16s}")
-        for variant in [v for v in VARIANTS if v in runs[0]["curves"]]:
-            cells = []
-            for schedule in ("one-shot", "iterative", "polynomial"):
-                m, sd = mean_sd([highest(r["curves"][variant][schedule], r["dense"])[0] for r in runs])
-                cells.append(f"{100 * m:6.1f} ± {100 * sd:4.1f} %")
-            lines.append(f"{variant:10s} " + " ".join(f"{c:>16s}" for c in cells))
+        lines.append(f"\n{name}: highest sparsity % within 0.5 point of its seed's dense model, mean ± sd "
+                     f"(per seed) over {len(runs)} seeds; [where the {len(runs)}-seed mean curve crosses "
+                     f"0.5 point below the mean dense {100 * np.mean([r['dense'] for r in runs]):.2f} %]")
+        lines.append(f"{'variant':8s} " + " ".join(f"{p:>34s}" for p in PROCEDURES))
+        for variant, cells in schedule_rows(name, runs):
+            out = []
+            for best, cross in cells.values():
+                m, sd = mean_sd(best)
+                seeds = "/".join(f"{100 * b:g}" for b in best)
+                out.append(f"{100 * m:5.1f} ± {100 * sd:3.1f} ({seeds}) [{cross[1]}{100 * cross[0]:4.1f}]")
+            lines.append(f"{variant:8s} " + " ".join(f"{c:>34s}" for c in out))
     if "lottery" in result:
         lines.append(f"\nlottery ticket vs controls, LeNet-300-100, test accuracy % (mean ± sd over "
                      f"{len(result['lottery'])} seeds)")
@@ -209,26 +298,32 @@ def summarize(result):
 
 
 def plot(result, path):
+    """Schedules: one panel per model and variant, the mean accuracy over seeds at every level per
+    procedure, the 0.5-point line dashed; the lottery ticket and its controls in a last row."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = list(result.get("schedules", {}))
-    fig, axes = plt.subplots(1, len(names) + ("lottery" in result), figsize=(5.5 * (len(names) + 1), 4.2),
-                             squeeze=False)
-    for ax, name in zip(axes[0], names):
+    rows, cols = len(names) + ("lottery" in result), len(VARIANTS)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    for row, name in zip(axes, names):
         runs = result["schedules"][name]
-        for schedule, style in (("one-shot", "o-"), ("iterative", "s-"), ("polynomial", "^-")):
-            for variant, color in zip(VARIANTS, ("k", "tab:blue", "tab:green", "tab:red")):
-                if variant not in runs[0]["curves"]:
-                    continue
-                pts = runs[0]["curves"][variant][schedule]
-                ax.plot([100 * p[0] for p in pts], [100 * p[1] for p in pts], style, color=color, ms=3,
-                        alpha=0.8, label=f"{schedule} {variant}")
-        ax.axhline(100 * (runs[0]["dense"] - TOLERANCE), ls=":", color="gray")
-        ax.set(title=f"{name} (seed {runs[0]['seed']})", xlabel="sparsity %", ylabel="test accuracy %", ylim=(80, 100))
-        ax.legend(fontsize=6, ncol=2)
+        line = 100 * (np.mean([r["dense"] for r in runs]) - TOLERANCE)
+        for ax, variant in zip(row, VARIANTS):
+            if variant not in runs[0]["curves"]:
+                ax.set_visible(False)
+                continue
+            for procedure, style in zip(PROCEDURES, ("o-", "s-", "^-")):
+                pts = [p for p in mean_curve(runs, variant, procedure) if p[0] >= 0.5 - 1e-9]
+                ax.plot([100 * p[0] for p in pts], [100 * p[1] for p in pts], style, ms=3, label=procedure)
+            ax.axhline(line, ls="--", color="gray", lw=1, label="dense − 0.5 point")
+            ax.set(title=f"{name}, {variant} ({len(runs)} seeds)", xlabel="sparsity % (all kernels)",
+                   ylabel="test accuracy % (mean)", ylim=(line - 6, line + 2.5))
+            ax.legend(fontsize=7)
+    for ax in (axes[-1][1:] if "lottery" in result else ()):
+        ax.set_visible(False)
     if "lottery" in result:
-        ax = axes[0][-1]
+        ax = axes[-1][0]
         for key, label in (("accuracy", "ticket"), ("reinit_accuracy", "random re-init"),
                            ("random_mask_accuracy", "random mask")):
             rounds = [r for r in result["lottery"][0] if key in r]
@@ -243,20 +338,68 @@ def plot(result, path):
     fig.savefig(path, dpi=110)
 
 
+def merge(paths):
+    """The results of several runs (e.g. one per model or per seed) as one: parts and seeds joined."""
+    result = {}
+    for path in paths:
+        with open(path) as f:
+            part = json.load(f)
+        for key, value in part.items():
+            if key == "schedules":
+                for name, runs in value.items():
+                    known = {r["seed"] for r in result.setdefault("schedules", {}).setdefault(name, [])}
+                    result["schedules"][name] += [r for r in runs if r["seed"] not in known]
+                    result["schedules"][name].sort(key=lambda r: r["seed"])
+            elif key in ("lottery", "channels"):
+                result.setdefault(key, []).extend(value)
+            elif key == "seconds":
+                result[key] = result.get(key, 0) + value
+            else:
+                result.setdefault(key, value)
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--models", default="lenet300,lenet5")
     parser.add_argument("--parts", default="schedules,lottery,channels")
     parser.add_argument("--json", default="out/procedures.json")
     parser.add_argument("--png", default="out/procedures.png")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--start", type=float, default=70, help="lowest one-shot / polynomial level, %%")
     parser.add_argument("--stop", type=float, default=1.5, help="points lost at which a scan stops")
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: its default)")
+    parser.add_argument("--merge", default="", help="JSON files of earlier runs to join: table and PNG only")
     args = parser.parse_args(argv)
     STOP[0] = args.stop / 100
+    from tqdm import tqdm
     from tfcompress.data import fit_to_input, load
-    echo = lambda line: print(line, flush=True)  # noqa: E731
-    parts = args.parts.split(",")
+    from tfcompress.fileio import atomic_path, write_text
+    for path in (args.json, args.png):
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def save():
+        write_text(args.json, json.dumps(result, indent=1, default=float))
+
+    def finish():
+        print(summarize(result))
+        save()
+        with atomic_path(args.png) as tmp:
+            plot(result, tmp)
+        print(f"\nwritten {args.json}, {args.png} ({result.get('seconds', 0):.0f} s of runs)")
+
+    if args.merge:
+        result = merge(args.merge.split(","))
+        return finish()
+    if args.threads:
+        from tfcompress._tf import tf
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    echo = tqdm.write
+    parts, seeds = args.parts.split(","), range(args.first_seed, args.first_seed + args.seeds)
     started = time.time()
     raw_train, raw_test = load("digits", "train"), load("digits", "test")
 
@@ -264,45 +407,40 @@ def main(argv=None):
         shape = (None,) + SETTINGS[name]["shape"]
         return ((fit_to_input(raw_train[0], shape)[0], raw_train[1]), (fit_to_input(raw_test[0], shape)[0], raw_test[1]))
 
-    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+    result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count()},
               "date": time.strftime("%Y-%m-%d"), "test_images": int(len(raw_test[1]))}
-    def save():
-        if os.path.dirname(args.json):
-            os.makedirs(os.path.dirname(args.json), exist_ok=True)
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(result, f, indent=1, default=float)
-        os.replace(args.json + ".tmp", args.json)
-
     if "lottery" in parts:
         train, test = split("lenet300")
         result["lottery"] = []
-        for seed in range(args.seeds):
+        for seed in tqdm(seeds, desc="lottery seeds"):
             result["lottery"].append(lottery_part(seed, train, test, echo))
             save()
     if "channels" in parts:
         train, test = split("lenet5")
         result["channels"] = []
-        for seed in range(args.seeds):
+        for seed in tqdm(seeds, desc="channel seeds"):
             result["channels"].append(channels_part(seed, train, test, echo))
             save()
     if "schedules" in parts:
-        result["schedules"] = {}
-        for name in args.models.split(","):
+        result["schedules"], variants, models = {}, args.variants.split(","), args.models.split(",")
+        result["settings"] = {"settings": SETTINGS, "penalty": PENALTY, "grid": GRID, "offsets": OFFSETS,
+                              "start": args.start, "stop": args.stop, "dropout": 0.3}
+        bar = tqdm(total=len(models) * len(seeds) * len(variants), desc="schedules (model, seed, variant)")
+        for name in models:
             train, test = split(name)
             result["schedules"][name] = []
-            for seed in range(args.seeds):
-                base, dense_acc, curves = schedules_part(name, seed, train, test, echo,
-                                                         args.variants.split(","))
+            for seed in seeds:
+                t0 = time.time()
+                base, dense_acc, shares, curves = schedules_part(name, seed, train, test, echo, variants,
+                                                                 args.start / 100, bar)
                 result["schedules"][name].append({"seed": seed, "dense": base, "dense_by_variant": dense_acc,
-                                                  "curves": curves})
+                                                  "penalty_share": shares, "curves": curves,
+                                                  "seconds": time.time() - t0})
                 save()
+        bar.close()
     result["seconds"] = time.time() - started
-    print(summarize(result))
-    save()
-    if os.path.dirname(args.png):
-        os.makedirs(os.path.dirname(args.png), exist_ok=True)
-    plot(result, args.png)
-    print(f"\nwritten {args.json}, {args.png} ({result['seconds']:.0f} s)")
+    finish()
+    return 0
 
 
 if __name__ == "__main__":
