@@ -258,6 +258,8 @@ def _apply_stats(r, stats):
     r.std_ms = _ms(run.get("std"))
     r.min_ms = _ms(run.get("min"))
     r.max_ms = _ms(run.get("max"))
+    if "p5" in run and r.p5_ms is None:
+        r.p5_ms = _ms(run["p5"])
     if "median" in run and r.p50_ms is None:
         r.p50_ms = _ms(run["median"])
     if "p95" in run and r.p95_ms is None:

@@ -4,7 +4,7 @@ import math
 
 # Fields in the order the JSON, the CSV and the table use.
 FIELDS = ("model", "device", "runner", "threads", "delegate", "ok", "error", "runs",
-          "init_ms", "first_ms", "warmup_avg_ms", "avg_ms", "ci95_ms", "std_ms", "min_ms", "max_ms",
+          "init_ms", "first_ms", "warmup_avg_ms", "avg_ms", "ci95_ms", "std_ms", "min_ms", "max_ms", "p5_ms",
           "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mem_init_mb", "mem_overall_mb", "mem_peak_mb",
           "delegated_nodes", "total_nodes")
 
@@ -33,6 +33,7 @@ class BenchResult:
     std_ms: float = None
     min_ms: float = None
     max_ms: float = None
+    p5_ms: float = None
     p50_ms: float = None
     p90_ms: float = None
     p95_ms: float = None

@@ -32,7 +32,7 @@ def test_local_matrix_outputs_and_compare(models, tmp_path, capsys):
               "--json", str(j), "--csv", str(c), "--plot", str(p), "--compare", *FAST])
     out, err = capsys.readouterr()
     assert rc == 0, err
-    results = [BenchResult.from_dict(d) for d in json.loads(j.read_text())]
+    results = report.from_json(j.read_text())
     assert [(os.path.basename(r.model), r.threads, r.delegate) for r in results] == [
         (m, t, d) for m in ("conv.tflite", "dense.tflite") for t in (1, 2) for d in ("cpu", "xnnpack")]
     for r in results:
@@ -45,11 +45,16 @@ def test_local_matrix_outputs_and_compare(models, tmp_path, capsys):
     assert rows[0].split(",") == list(FIELDS) and len(rows) == 9
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["model", "device", "thr", "delegate"] and "vs first" in lines[0]
-    assert all(" x1 " in line for line in lines[2:6])  # the first model is the reference
+    assert lines[0].startswith("local: ") and "int8" in lines[0]   # the CPU, its features, what they mean
+    assert lines[1].split()[:4] == ["model", "device", "thr", "delegate"] and "vs conv.tflite" in lines[1]
+    assert all(line.split()[-2] == "reference" for line in lines[3:7])  # the first model is the reference
     ratios = report.compare_ratios(results)
-    for dense, conv in zip(results[4:], results[:4]):
-        assert ratios[id(dense)] == pytest.approx(dense.avg_ms / conv.avg_ms)
+    for dense, conv, row, d in zip(results[4:], results[:4], lines[7:11], json.loads(j.read_text())[4:]):
+        assert ratios[id(dense)] == pytest.approx(dense.p50_ms / conv.p50_ms)   # medians, not means
+        assert d["vs_first"]["ratio"] == pytest.approx(ratios[id(dense)]) and d["vs_first"]["of"] == "p50_ms"
+        assert d["vs_first"]["text"] == report.ratio_text(ratios[id(dense)]) in row
+        assert row.split()[-2] in ("slower", "faster", "same")
+    assert lines[11].startswith("vs conv.tflite: median (p50) latency")
     assert err.count("\n") >= 8 and "[8/8]" in err  # not a tty: one line per run
 
 

@@ -33,8 +33,11 @@ def add_parser(parser):
     parser.add_argument("--enable_op_profiling", action="store_true", help="print the slowest ops (adb)")
     json_flag.add(parser, "the results (a list of BenchResult)")
     parser.add_argument("--csv", metavar="OUT", help="write the results as CSV")
-    parser.add_argument("--plot", metavar="OUT.png", help="latency per model and configuration, with std bars")
-    parser.add_argument("--compare", action="store_true", help="print each model's latency relative to the first")
+    parser.add_argument("--plot", metavar="OUT.png", help="a PNG of the median latency per model and configuration, "
+                                                          "whiskers p5-p95, one panel per device")
+    parser.add_argument("--compare", action="store_true",
+                        help="say how much slower or faster each model is than the first (median latency); the "
+                             "JSON then carries the ratio as vs_first")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before a run is killed (default 600)")
     parser.add_argument("--cooldown", type=float, default=0.0,
                         help="seconds to rest between runs; waits for the temperature to fall back where readable")
@@ -160,7 +163,7 @@ def _write(path, writer, inputs):
 
 def main(args):
     from android_bench import report
-    from android_bench.runners import run_matrix
+    from android_bench.runners import LocalRunner, run_matrix
     _check_models(args.models)
     configs = _configs(args)
     _check_outputs(args)
@@ -176,7 +179,8 @@ def main(args):
         raise InputError(str(fatal[0]))
     inputs = args.models + ([args.binary] if args.binary else [])
     if json_flag.path(args):
-        _write(args.json, lambda tmp: open(tmp, "w").write(report.to_json(results)), inputs)
+        _write(args.json, lambda tmp: open(tmp, "w", encoding="utf-8").write(report.to_json(results, args.compare)),
+               inputs)
     if args.csv:
         _write(args.csv, lambda tmp: open(tmp, "w", newline="").write(report.to_csv(results)), inputs)
     if args.plot:
@@ -185,11 +189,14 @@ def main(args):
     for runner in runners:
         if getattr(runner, "props", None):
             print(f"{runner.device}: {runner.describe()}", file=say)
+        elif isinstance(runner, LocalRunner):  # whether int8 beats float32 here is a property of this CPU
+            from tfcompress import machine
+            print(f"local: {machine.line(machine.describe())}", file=say)
     print(report.format_table(results, compare=args.compare), file=say)
     if args.enable_op_profiling:
         _print_top_ops(results, file=say)
     if args.json == json_flag.STDOUT:
-        print(report.to_json(results))
+        print(report.to_json(results, args.compare), end="")
     failed = [r for r in results if not r.ok]
     if failed:
         print(f"tfcompress: {len(failed)} of {len(results)} configurations failed", file=sys.stderr)
