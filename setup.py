@@ -13,6 +13,7 @@ setup(
         "tf-keras==2.21.*",
         "tensorflow-model-optimization==0.8.*",
         "ai-edge-litert>=2.0",
+        "ai-edge-quantizer==0.10.0",   # int4 weights (it pins ai-edge-litert 2.3.0)
         "tensorboard",
         "absl-py",
         "numpy",

@@ -44,6 +44,7 @@ class ExportReport:
     seconds: float = 0.0
     notes: list = dataclasses.field(default_factory=list)
     layers: list = dataclasses.field(default_factory=list)  # per-layer error, filled by the report module
+    precision: list = dataclasses.field(default_factory=list)  # per op: {op, tensor, precision: int4|int8|float|...}
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -58,6 +59,9 @@ class ExportReport:
         ops = ", ".join(f"{k}×{v}" for k, v in self.op_counts.items())
         lines.append(f"  ops: {ops}")
         lines.append(f"  ops computing in float: {', '.join(self.float_ops) if self.float_ops else 'none'}")
+        if self.precision:
+            from tfcompress.report import precision_line
+            lines.append(f"  ops by precision: {precision_line(self.precision)}")
         if self.relu6:
             pinned = sum(r["pinned"] for r in self.relu6)
             lines.append(f"  ReLU6 outputs: {len(self.relu6)}, pinned to [0, 6] (scale 6/255, zero point -128): "
@@ -166,7 +170,8 @@ def _convert(converter, model, mode, pin, input_type, output_type):
                 if pin:
                     calibrated = relu6.calibrate(converter)
                     pinned_bytes, names = relu6.pin(calibrated)
-                    return relu6.quantize(pinned_bytes, input_type, output_type), names, ""
+                    per_tensor = getattr(converter, "_experimental_disable_per_channel", False)
+                    return relu6.quantize(pinned_bytes, input_type, output_type, per_tensor), names, ""
                 return bytes(converter.convert()), [], ""
             except Exception as e:
                 e.log = _read_log(log)
@@ -212,7 +217,8 @@ def _io_type(name, mode, what):
 
 
 def export(model, path, mode="int8", representative_data=None, eval_data=None, input_type=None,
-           output_type=None, relu6_fixed_range=True, samples=256, eval_samples=None, layer_samples=32):
+           output_type=None, relu6_fixed_range=True, samples=256, eval_samples=None, layer_samples=32,
+           per_channel=True, bias_correction=False):
     """Converts a Keras model to a TFLite file and reports what it holds.
 
     Compression wrappers are stripped first (pruned zeros and clusters kept). In `int8` mode every
@@ -243,6 +249,11 @@ def export(model, path, mode="int8", representative_data=None, eval_data=None, i
       eval_samples: cap on evaluation samples. Defaults to `None` (all).
       layer_samples: with `eval_data`, how many samples the per-layer error report (`report.layers`)
         compares on; 0 skips it. Defaults to `32`.
+      per_channel: one weight scale per output channel (`True`) or one per weight tensor (`False`, what
+        several DSP and NPU delegates require) in post-training int8 / int16x8. Defaults to `True`.
+      bias_correction: before converting, correct every layer's bias for the mean shift its weight
+        quantization causes, measured on `representative_data` (`tfcompress.quantization.bias_correction`;
+        BatchNormalization folded first). Defaults to `False`.
 
     Returns:
       An `ExportReport`.
@@ -269,17 +280,34 @@ def export(model, path, mode="int8", representative_data=None, eval_data=None, i
             model = quantization.float_model(model)
             notes.append(f"QAT model: {mode} export uses its float weights (the learned int8 ranges apply to "
                          "int8 only)")
+    if bias_correction or not per_channel:
+        from tfcompress.quantization.bias_correction import check_export, export_model
+        notes.extend(check_export(mode, qat, representative_data, bias_correction, per_channel))
+        if bias_correction:
+            model, note = export_model(model, representative_data, per_channel, samples)
+            notes.append(note)
     started = time.perf_counter()
     if qat and mode == "int8":
         converter = _qat_converter(model, in_t, out_t, allow_float=bool(float_layers))
         pin = False
     else:
         converter = _converter(model, mode, representative_data, samples, in_t, out_t)
+        converter._experimental_disable_per_channel = not per_channel
         pin = mode == "int8" and relu6_fixed_range
-    data, pinned, _ = _convert(converter, model, mode, pin, in_t, out_t)
+    from tfcompress.quantization.grids import sync
+    grid = sync(model) if qat and mode == "int8" else "int8"   # stores each grid from its kernel
+    if grid == "int4":   # int4 weights: ai-edge-quantizer, from the trained grid (tfcompress.tflite.low_bit)
+        from tfcompress.tflite import low_bit
+        (data, pinned), pin = low_bit.convert(model, representative_data, samples, in_t, out_t,
+                                              quiet=_captured_output), True
+    else:
+        data, pinned, _ = _convert(converter, model, mode, pin, in_t, out_t)
     seconds = time.perf_counter() - started
     report = describe(path, mode, data, pinned_names=pinned if pin else None)
     report.notes.extend(notes)
+    if grid != "int8":
+        from tfcompress.tflite.low_bit import grid_note
+        report.notes.append(grid_note(model, data))
     if qat and mode == "int8" and float_layers:
         report.notes.append(f"kept float by choice (quantize skip): {', '.join(float_layers)}")
     elif mode == "int8" and report.float_ops:
@@ -337,7 +365,14 @@ def describe(path, mode, data, pinned_names=None):
     fl = [f"{op.op} ({m.subgraphs[op.subgraph].tensors[op.outputs[0]].name})" for op in reader.float_ops(m)]
     return ExportReport(path=os.fspath(path), mode=mode, bytes=len(data), op_counts=reader.op_counts(m),
                         float_ops=fl if mode in ("int8", "int16x8") else [],
-                        input_dtype=",".join(m.input_dtypes), output_dtype=",".join(m.output_dtypes), relu6=relu)
+                        input_dtype=",".join(m.input_dtypes), output_dtype=",".join(m.output_dtypes), relu6=relu,
+                        precision=_precision(m))
+
+
+def _precision(m):
+    from tfcompress.tflite.low_bit import op_precisions
+    return [{"op": op.op, "tensor": m.subgraphs[op.subgraph].tensors[op.outputs[0]].name if op.outputs else "",
+             "precision": kind} for op, kind in op_precisions(m)]
 
 
 def _relu6_names(data):

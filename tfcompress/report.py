@@ -200,6 +200,18 @@ def worst_layers(rows):
             if r["worst"]]
 
 
+def precision_line(rows):
+    """'int4: CONV_2D×2, FULLY_CONNECTED×2; int8: RESHAPE×1; float: none' from an ExportReport's
+    `precision` rows (QUANTIZE / DEQUANTIZE at the float edges left out)."""
+    from collections import Counter
+    parts = []
+    for kind in ("int4", "int8", "int16", "float"):
+        counts = Counter(r["op"] for r in rows if r["precision"] == kind)
+        if counts or kind == "float":
+            parts.append(f"{kind}: {', '.join(f'{op}×{n}' for op, n in counts.items()) or 'none'}")
+    return "; ".join(parts)
+
+
 def _num(v, fmt):
     if v is None:
         return "–"
@@ -229,10 +241,17 @@ def to_markdown(report):
     if r.relu6:
         pinned = sum(x["pinned"] for x in r.relu6)
         lines.append(f"| ReLU6 outputs at scale 6/255, zero point -128 | {pinned}/{len(r.relu6)} |")
+    if r.precision:
+        lines.append(f"| ops by precision | {precision_line(r.precision)} |")
     lines.append("")
     for note in r.notes:
         lines.append(f"- {note}")
     if r.notes:
+        lines.append("")
+    if r.precision:
+        lines += ["## Ops and the precision they compute in", "", "| # | op | output tensor | precision |",
+                  "|---|---|---|---|"]
+        lines += [f"| {i} | {p['op']} | `{p['tensor']}` | {p['precision']} |" for i, p in enumerate(r.precision)]
         lines.append("")
     if r.layers:
         flagged = worst_layers(r.layers)

@@ -9,6 +9,8 @@ What it adds to `tfmot.quantization.keras.quantize_model`:
 - weights of a pruned model (stripped, or still wrapped by `tfc.prune`) keep their exact zeros through
   QAT and into the int8 file (the counterpart of tfmot's `Default8BitPrunePreserveQuantizeScheme`);
 - `skip=[names]` keeps chosen layers float (selective quantization);
+- `weights="int4" | "ternary" | "binary" | "pow2"` puts Conv2D / Dense kernels on a grid below 8 bits,
+  trained with a straight-through estimator (`tfcompress.quantization.grids`); activations stay int8;
 - custom layers: `register_quantize_config(LayerClass, config)`; an unsupported layer is named in
   the error with the way out.
 
@@ -29,8 +31,10 @@ from tfcompress.quantization.objects import (CUSTOM_OBJECTS, QuantizeLayer, Quan
 from tfcompress.quantization.scheme import (OutputQuantizeConfig, ReLU6QuantizeConfig, Registry, Scheme,
                                             register_quantize_config)
 from tfcompress.quantization.unwrap import float_model
+from tfcompress.quantization import grids as _grids
 from tfcompress.quantization import sparsify as _sparsify  # noqa: F401  (registers the fit driver)
 
+CUSTOM_OBJECTS.update(_grids.CUSTOM_OBJECTS)   # grid models load in quantize_scope like the others
 __all__ = ["quantize", "register_quantize_config", "is_quantized", "float_model", "quantize_scope",
            "OutputQuantizeConfig", "ReLU6QuantizeConfig", "Scheme"]
 
@@ -85,7 +89,7 @@ def _unprunable(model):
     return strip(model)
 
 
-def quantize(model, layers=None, skip=None, preserve_sparsity=None):
+def quantize(model, layers=None, skip=None, preserve_sparsity=None, weights="int8", per_channel=True, exponents=4):
     """Wraps a model for quantization-aware training (8-bit, TFLite's integer scheme).
 
     Train the returned model with a small learning rate for a few epochs (no callback is needed),
@@ -97,6 +101,8 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
     qat = tfc.quantize(model)                         # every layer
     qat = tfc.quantize(model, skip=["logits"])        # logits stay float
     qat = tfc.quantize(tfc.strip(pruned))             # zeros preserved exactly
+    qat = tfc.quantize(model, weights="int4")         # Conv2D / Dense kernels on -7..7 per channel
+    qat = tfc.quantize(model, weights="pow2", exponents=4)   # {0, ±2^k}, 4 exponents per channel
     qat = tfc.quantize(tfc.prune(model, tfc.PolynomialDecay(0.5, end_step=500)))   # prune during QAT:
     qat.fit(x, y, callbacks=[tfc.CompressionCallback()])                           # the callback is needed
     qat.compile(...); qat.fit(x, y, epochs=3)         # small learning rate, e.g. 1e-4
@@ -118,6 +124,14 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
         skipped layers, stay float in the file. Defaults to `None`.
       preserve_sparsity: keep every zero weight exactly zero. Defaults to `None`: on when the model was
         pruned (wrapped by `tfc.prune`, or any kernel holds exact zeros).
+      weights: the grid of Conv2D and Dense kernels: `int8` (tfmot's), `int4` (levels -7..7 times a
+        scale), `ternary` ({-a, 0, a}), `binary` ({-a, a}) or `pow2` ({0, ±2^k} over `exponents`
+        consecutive k); see `tfcompress.quantization.grids`. Depthwise kernels stay int8. `tfc.export`
+        writes int4 kernels as INT4 tensors and the other grids as int8 tensors holding exactly the
+        grid. Defaults to `int8`.
+      per_channel: one grid per output channel; False: one per tensor. With `int8`, True keeps tfmot's
+        default (Conv per channel, Dense per tensor). Defaults to `True`.
+      exponents: how many powers of two `pow2` uses per channel (1 to 7). Defaults to `4`.
 
     A model still wrapped by `tfc.prune` must have reached its schedule's target (trained with
     `tfc.CompressionCallback`): QAT keeps zeros but runs no schedule.
@@ -128,8 +142,9 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
     Raises:
       UnsupportedModelError: subclassed or nested models, or layers tfmot cannot quantize (named, with
         how to register a `QuantizeConfig` or skip them).
-      InputError: unknown layer names in `layers` or `skip`, or `preserve_sparsity=False` for a model
-        still pruning on its schedule.
+      InputError: unknown layer names in `layers` or `skip`, `preserve_sparsity=False` for a model
+        still pruning on its schedule, an unknown `weights` grid or `exponents` out of range, or a
+        low-bit grid on a model still pruning (finish pruning first) or, for `binary`, holding zeros.
     """
     model = tf_keras_model(model)
     if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
@@ -145,10 +160,21 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
     if schedules and preserve_sparsity is False:
         raise InputError(f"layer(s) {', '.join(schedules)} are still pruning on their schedule, which QAT "
                          "continues only with preserve_sparsity left on. Got: preserve_sparsity=False")
+    try:
+        _grids.check(weights, exponents)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    if schedules and weights != "int8":
+        raise InputError(f"layer(s) {', '.join(schedules)} are still pruning on their schedule; weights="
+                         f"{weights!r} needs a pruned model that reached its target: train it with "
+                         "tfc.CompressionCallback first")
     if was_pruned:
         model = _unprunable(model)
     if preserve_sparsity is None:
         preserve_sparsity = was_pruned or _has_zeros(model)
+    if weights == "binary" and preserve_sparsity:
+        raise InputError(f"binary weights hold no zero, so the zeros of model {model.name!r} cannot be kept: "
+                         "pass preserve_sparsity=False or choose weights='ternary'")
     nested = [l.name for l in model.layers if isinstance(l, keras.Model)]
     if nested:
         raise UnsupportedModelError(f"layer(s) {', '.join(nested)} are nested models; tfmot's QAT needs a flat "
@@ -194,7 +220,8 @@ def quantize(model, layers=None, skip=None, preserve_sparsity=None):
         own = {type(l).__name__: type(l) for l in held.layers}
         with quantize_scope(own):
             annotated = map_layers(held, wrap, own)
-            qat = tfmot.quantization.keras.quantize_apply(annotated, scheme=Scheme(preserve_sparsity, schedules))
+            scheme = _grids.GridScheme(preserve_sparsity, schedules, weights, per_channel, exponents)
+            qat = tfmot.quantization.keras.quantize_apply(annotated, scheme=scheme)
         return release(qat, dict(CUSTOM_OBJECTS, **own))
     except (ValueError, RuntimeError, TypeError) as e:
         found = re.findall(r"Layer ([^:\s]+):<class '(?:[\w.]+\.)?(\w+)'> is not supported", str(e))

@@ -169,23 +169,9 @@ def _swap_weight_quantizer(config, scheduled=False):
     return config
 
 
-@keras.utils.register_keras_serializable(package="tfcompress")
-class SparsityPreservingQuantizeConfig(QuantizeConfig):
-    """A tfmot weight config whose weight quantizer keeps zeros zero. A wrapper rather than an attribute
-    swap, so the choice is saved with the model (tfmot's configs re-create their quantizer on load).
-
-    With a `schedule` (a `tfc` sparsity schedule, or its config), the zeros are not only kept but made:
-    `CompressionCallback` moves the mask on the schedule during QAT (`tfcompress.quantization.sparsify`).
-    """
-
-    def __init__(self, config, schedule=None):
-        if isinstance(config, dict):
-            config = keras.utils.deserialize_keras_object(config)
-        if isinstance(schedule, dict):
-            from tfcompress.schedules import Schedule
-            schedule = Schedule.from_dict(schedule)
-        self.schedule = schedule
-        self.config = _swap_weight_quantizer(copy.copy(config), schedule is not None)
+class WrappedQuantizeConfig(QuantizeConfig):
+    """A QuantizeConfig that hands everything to the tfmot config it wraps (`self.config`), whose weight
+    quantizer a subclass has swapped."""
 
     def get_weights_and_quantizers(self, layer):
         return self.config.get_weights_and_quantizers(layer)
@@ -201,6 +187,25 @@ class SparsityPreservingQuantizeConfig(QuantizeConfig):
 
     def get_output_quantizers(self, layer):
         return self.config.get_output_quantizers(layer)
+
+
+@keras.utils.register_keras_serializable(package="tfcompress")
+class SparsityPreservingQuantizeConfig(WrappedQuantizeConfig):
+    """A tfmot weight config whose weight quantizer keeps zeros zero. A wrapper rather than an attribute
+    swap, so the choice is saved with the model (tfmot's configs re-create their quantizer on load).
+
+    With a `schedule` (a `tfc` sparsity schedule, or its config), the zeros are not only kept but made:
+    `CompressionCallback` moves the mask on the schedule during QAT (`tfcompress.quantization.sparsify`).
+    """
+
+    def __init__(self, config, schedule=None):
+        if isinstance(config, dict):
+            config = keras.utils.deserialize_keras_object(config)
+        if isinstance(schedule, dict):
+            from tfcompress.schedules import Schedule
+            schedule = Schedule.from_dict(schedule)
+        self.schedule = schedule
+        self.config = _swap_weight_quantizer(copy.copy(config), schedule is not None)
 
     def get_config(self):
         out = {"config": keras.utils.serialize_keras_object(self.config)}

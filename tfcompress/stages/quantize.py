@@ -12,12 +12,17 @@ class QuantizeConfig(TrainConfig):
     """QAT fine-tuning: a few epochs at a small learning rate.
 
     `skip` names layers kept float; `preserve_sparsity` None means on when the model was pruned.
+    `weights` is the Conv2D / Dense kernel grid (`int8`, `int4`, `ternary`, `binary`, `pow2`; see
+    `tfc.quantize`), `per_channel` one grid per output channel, `exponents` the powers of two of `pow2`.
     """
     epochs: int = 3
     learning_rate: float = 1e-4
     skip: typing.Optional[list] = None
     layers: typing.Optional[list] = None
     preserve_sparsity: typing.Optional[bool] = None
+    weights: str = "int8"
+    per_channel: bool = True
+    exponents: int = 4
 
     def __post_init__(self):
         super().__post_init__()
@@ -25,6 +30,11 @@ class QuantizeConfig(TrainConfig):
             value = getattr(self, name)
             if value is not None and not all(isinstance(v, str) for v in value):
                 raise InputError(f"{name} must be a list of layer names. Got: {value!r}")
+        from tfcompress.quantization.grids import check
+        try:
+            check(self.weights, self.exponents)
+        except ValueError as e:
+            raise InputError(str(e)) from None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -39,6 +49,7 @@ def quantize(state, config):
     """Wraps the model for QAT (`tfc.quantize`) and fine-tunes it; records its accuracy."""
     from tfcompress.quantization import quantize as quantize_model
     state.model = quantize_model(state.model, layers=config.layers, skip=config.skip,
-                                    preserve_sparsity=config.preserve_sparsity)
+                                    preserve_sparsity=config.preserve_sparsity, weights=config.weights,
+                                    per_channel=config.per_channel, exponents=config.exponents)
     fit(state, config)
-    record(state, "quantize", accuracy=accuracy(state))
+    record(state, "quantize", accuracy=accuracy(state), weights=config.weights)
