@@ -44,6 +44,8 @@ _PUBLIC = {
     "low_rank": "tfcompress.architecture.factorize",
     "separable": "tfcompress.architecture.separate",
     "LatencyTable": "tfcompress.latency",
+    "netadapt": "tfcompress.netadapt",
+    "NetAdaptHistory": "tfcompress.netadapt",
     "sensitivity_scan": "tfcompress.choose.scan",
     "SensitivityReport": "tfcompress.choose.report",
     "allocate": "tfcompress.choose.budget",

@@ -14,7 +14,7 @@ from tfcompress.graph.keras3 import tf_keras_model
 from tfcompress.callbacks import iter_layers, register_driver
 from tfcompress.errors import Error, InputError, UnsupportedModelError
 from tfcompress.graph import copy_model, map_layers
-from tfcompress.schedules import Schedule
+from tfcompress.schedules import ConstantSparsity, Schedule
 from tfcompress.stripping import register_stripper
 
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry as _registry  # noqa: E402
@@ -132,10 +132,7 @@ def _masked(w, mask):
 def _select(model, schedule, layers):
     """{layer name: schedule} for the layers to prune."""
     if isinstance(layers, dict):
-        chosen = dict(layers)
-        for name, s in chosen.items():
-            if not isinstance(s, Schedule):
-                raise InputError(f"layers[{name!r}] must be a schedule. Got: {type(s).__name__}")
+        chosen = {name: _as_schedule(name, s, schedule) for name, s in layers.items()}
     elif layers is None:
         if schedule is None:
             raise InputError("prune needs a schedule")
@@ -157,6 +154,23 @@ def _select(model, schedule, layers):
     if schedule is None and not isinstance(layers, dict):
         raise InputError("prune needs a schedule, or layers={name: schedule}")
     return {n: s for n, s in chosen.items() if n not in unprunable}
+
+
+def _as_schedule(name, value, template):
+    """A layer's schedule from `{name: schedule}` or `{name: sparsity}` (`tfc.allocate`): a number takes the
+    place of the target of `template` (a ConstantSparsity or PolynomialDecay), or is a ConstantSparsity."""
+    if isinstance(value, Schedule):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if template is None:
+            return ConstantSparsity(float(value))
+        config = template.get_config()
+        if "target" not in config["config"]:
+            raise InputError(f"a sparsity per layer needs a schedule with a target (ConstantSparsity, "
+                             f"PolynomialDecay) to take it. Got: {type(template).__name__}")
+        config["config"]["target"] = float(value)
+        return Schedule.from_dict(config)
+    raise InputError(f"layers[{name!r}] must be a schedule or a sparsity. Got: {type(value).__name__}")
 
 
 def _prunable(layer):
@@ -184,7 +198,10 @@ def prune(model, schedule=None, layers=None):
       model: a Sequential or functional tf_keras model.
       schedule: the sparsity schedule for the chosen layers.
       layers: None for every prunable layer (Conv, Dense, DepthwiseConv, ...), a list of layer names, a
-        predicate `layer -> bool`, or `{layer name: schedule}` for per-layer schedules. Defaults to `None`.
+        predicate `layer -> bool`, or `{layer name: schedule}` for per-layer schedules, or `{layer name:
+        sparsity}` (what `tfc.allocate` returns): each number is the target of `schedule` for that layer,
+        or of a `ConstantSparsity` without one. The dict may also come in place of `schedule`.
+        Defaults to `None`.
 
     Returns:
       A new model whose chosen layers are wrapped.
@@ -193,6 +210,8 @@ def prune(model, schedule=None, layers=None):
       UnsupportedModelError: a Keras 3 or subclassed model.
       InputError: unknown layer names, unprunable layers named explicitly, or a bad schedule.
     """
+    if isinstance(schedule, dict) and layers is None:
+        schedule, layers = None, schedule
     model = tf_keras_model(model)
     if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
         raise UnsupportedModelError(

@@ -70,13 +70,24 @@ def zeroed_reference(model, removed):
     reads those channels any more. For checks and benchmarks."""
     model = functional(model)
     graph = ChannelGraph(model)
-    keeps = graph.keep_masks(removed)
     out = copy_model(model)
+    zero_in_place(out, graph, removed)
+    return out
+
+
+def zero_in_place(model, graph, removed):
+    """Zeroes the `removed` classes' filters and reading rows in `model` (the graph's model or a copy of
+    it) as `zeroed_reference` does; returns `{layer name: previous weights}` to put them back."""
+    keeps = graph.keep_masks(removed)
+    saved = {}
     for name in graph.order:
-        layer = out.get_layer(name)
+        layer = model.get_layer(name)
         kind = kind_of(layer)
         if graph.roles[name] != "produce" or kind is None or kind.zero is None:
             continue
         k_in, k_out = keeps[graph.inputs[name][0]], keeps[graph.output[name]]
-        layer.set_weights(kind.zero(layer, layer.get_weights(), k_in, k_out))
-    return out
+        if k_in.all() and k_out.all():
+            continue
+        saved[name] = layer.get_weights()
+        layer.set_weights(kind.zero(layer, saved[name], k_in, k_out))
+    return saved
