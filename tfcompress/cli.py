@@ -13,6 +13,7 @@ import sys
 # name -> (module, one-line help). Help text lives here so `tfcompress --help` imports nothing.
 COMMANDS = {
     "run": ("run", "run a YAML recipe (train, compress, export, benchmark)"),
+    "report": ("report", "rebuild a run's report.md and its pictures from its summary.json"),
     "export": ("export", "convert a Keras model to TFLite (int8 by default, ReLU6 pinned)"),
     "inspect": ("inspect", "ops, tensors, quantization and sparsity of a .tflite file"),
     "eval": ("eval", "accuracy of a .tflite file, and agreement with a float model"),
@@ -22,6 +23,7 @@ COMMANDS = {
     "bench": ("bench", "benchmark .tflite files locally, over adb or over ssh"),
     "prune-channels": ("prune_channels", "physically remove channels from a Keras model"),
     "low-rank": ("low_rank", "factor Dense and Conv2D layers into two thinner ones (truncated SVD)"),
+    "optimize": ("optimize", "NetAdapt to a measured latency target, QAT, int8 export, benchmark"),
 }
 
 

@@ -1,13 +1,43 @@
 """Runs recipes: imports the stages, checks a recipe's steps against them, and runs the steps in order on
-one `RunState`, writing `summary.json` at the end."""
+one `RunState`, writing `summary.json`, the run report (`report.md` and its PNGs) and the console summary at
+the end."""
+import dataclasses
 import importlib
 import json
 import os
 import pkgutil
+import typing
 
 from tfcompress.errors import InputError
 from tfcompress.recipe import registry, schema
 from tfcompress.recipe.state import RunState, build_model, format_row
+
+
+@dataclasses.dataclass
+class RecipeRun(RunState):
+    """The `RunState` of a run of the runner: what the stages share, plus what the runner itself knows, which
+    its summary adds to `RunState.summary()` for the run report.
+
+    Attributes:
+      machine: `tfcompress.machine.describe()` of the machine the run ran on.
+      row_files: one `{"file", "mode"}` per row of `rows`: the .tflite file its stage wrote or measured and
+        its export mode (`{}` for a row that measured no file).
+    """
+    machine: typing.Optional[dict] = None
+    row_files: list = dataclasses.field(default_factory=list)
+
+    def summary(self):
+        return {**super().summary(), "machine": self.machine, "row_files": self.row_files}
+
+
+def _measured(state, files_before, sizes_before):
+    """`{"file", "mode"}` of the .tflite file a step measured: the one its size report read, else the one it
+    wrote (a new or replaced entry of `state.files`)."""
+    path = state.sizes[-1].get("path") if len(state.sizes) > sizes_before else next(
+        (p for m, p in state.files.items() if files_before.get(m) != p and str(p).endswith(".tflite")), None)
+    if path is None:
+        return {}
+    return {"file": path, "mode": next((m for m, p in state.files.items() if p == path and m != "keras"), None)}
 
 
 def load_stages():
@@ -64,17 +94,37 @@ def start(recipe, out, echo=print):
             echo(f"  {note}")
         split[name] = (x, y)
     os.makedirs(out, exist_ok=True)
-    return RunState(recipe=recipe, out=out, echo=echo, model=model, train=split["train"], test=split["test"])
+    from tfcompress.machine import describe
+    return RecipeRun(recipe=recipe, out=out, echo=echo, model=model, train=split["train"], test=split["test"],
+                     machine=describe())
 
 
 def finish(state):
-    """Writes `OUT/summary.json` and prints the summary table; returns the summary's path."""
+    """Writes `OUT/summary.json` and, from what it holds, the run report (`OUT/report.md` and its PNGs);
+    prints the summary table with each row's size, latency and accuracy against the float32 file. Returns
+    the summary's path."""
+    from tfcompress import run_report
     from tfcompress.fileio import write_text
-    path = os.path.join(state.out, "summary.json")
-    write_text(path, json.dumps(state.summary(), indent=2, default=float))
-    state.echo("\nsummary")
-    for row in state.rows:
-        state.echo(f"  {row['stage']:<16} {format_row(row)}")
+    from tfcompress.run_report import table
+    path = os.path.join(state.out, run_report.SUMMARY)
+    summary = state.summary()
+    if "machine" not in summary:  # a plain RunState: the machine is this one
+        from tfcompress.machine import describe
+        summary["machine"] = describe()
+    text = json.dumps(summary, indent=2, default=float)
+    write_text(path, text)
+    summary = json.loads(text)  # the report reads what summary.json holds, as `tfcompress report` does
+    rows = table.rows(summary)
+    ref = table.reference(rows)
+    state.echo("\nsummary" + (f" (against {table.name(ref.file)}: size ×, median latency ×, accuracy Δ)"
+                              if ref is not None else ""))
+    for row, facts in zip(state.rows, rows):
+        state.echo(f"  {row['stage']:<16} {format_row(row)}{table.console_suffix(facts, ref)}")
+    if summary.get("machine"):
+        from tfcompress.machine import line
+        state.echo(f"  machine: {line(summary['machine'])}")
+    report, images = run_report.write(state.out, summary)
+    state.echo(f"  written: {report} ({len(images)} picture{'' if len(images) == 1 else 's'} beside it)")
     state.echo(f"  written: {path}")
     return path
 
@@ -97,6 +147,9 @@ def run(path, out=None, echo=print):
     state = start(recipe, out or recipe.output, echo)
     for i, (name, config) in enumerate(steps):
         echo(f"[{i + 1}/{len(steps)}] {name}")
+        rows, files, sizes = len(state.rows), dict(state.files), len(state.sizes)
         registry.lookup(name, f"steps[{i}]")[1](state, config)
+        measured = _measured(state, files, sizes)
+        state.row_files += [measured] * (len(state.rows) - rows)
     finish(state)
     return state
