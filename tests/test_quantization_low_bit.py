@@ -113,7 +113,7 @@ def test_int4_file_holds_int4_kernels_on_the_trained_grid(base, digits, tmp_path
         assert len(t.scale) == t.shape[0] and not np.any(t.zero_point)
     rows = low_bit.grid_check(qat, path)
     assert [r["layer"] for r in rows] == ["c1", "c2", "d1", "d2"]
-    assert all(r["on_grid"] and r["levels_equal"] for r in rows), rows
+    assert all(r["on_grid"] and r["levels_equal"] and r["step_equal"] for r in rows), rows
     assert max(r["max_abs_diff"] for r in rows) < 1e-6
     assert {p["precision"] for p in report.precision if p["op"] in ("CONV_2D", "FULLY_CONNECTED")} == {"int4"}
     assert report.float_ops == [] and report.input_dtype == "int8"
@@ -147,7 +147,7 @@ def test_int8_file_holds_exactly_the_grid(base, digits, tmp_path, weights, allow
             nz = np.abs(q[q != 0]).astype(float)
             assert np.array_equal(np.log2(nz), np.rint(np.log2(nz))) and nz.max() <= 64, name
     rows = low_bit.grid_check(qat, path)
-    assert len(rows) == 4 and all(r["on_grid"] for r in rows), rows
+    assert len(rows) == 4 and all(r["on_grid"] and r["step_equal"] for r in rows), rows
     assert report.float_ops == [] and report.relu6_all_pinned
     assert report.agreement >= 0.97
     assert {p["precision"] for p in report.precision if p["op"] in ("CONV_2D", "FULLY_CONNECTED")} == {"int8"}

@@ -294,14 +294,14 @@ def export(model, path, mode="int8", representative_data=None, eval_data=None, i
         converter = _converter(model, mode, representative_data, samples, in_t, out_t)
         converter._experimental_disable_per_channel = not per_channel
         pin = mode == "int8" and relu6_fixed_range
-    from tfcompress.quantization.grids import sync
-    grid = sync(model) if qat and mode == "int8" else "int8"   # stores each grid from its kernel
-    if grid == "int4":   # int4 weights: ai-edge-quantizer, from the trained grid (tfcompress.tflite.low_bit)
-        from tfcompress.tflite import low_bit
-        (data, pinned), pin = low_bit.convert(model, representative_data, samples, in_t, out_t,
-                                              quiet=_captured_output), True
-    else:
-        data, pinned, _ = _convert(converter, model, mode, pin, in_t, out_t)
+    from tfcompress.quantization.grids import stored_grids, weights_of
+    with stored_grids(model) if qat and mode == "int8" else contextlib.nullcontext(weights_of(model)) as grid:
+        if grid == "int4":   # int4 weights: ai-edge-quantizer, from the trained grid (tfcompress.tflite.low_bit)
+            from tfcompress.tflite import low_bit
+            (data, pinned), pin = low_bit.convert(model, representative_data, samples, in_t, out_t,
+                                                  quiet=_captured_output), True
+        else:
+            data, pinned, _ = _convert(converter, model, mode, pin, in_t, out_t)
     seconds = time.perf_counter() - started
     report = describe(path, mode, data, pinned_names=pinned if pin else None)
     report.notes.extend(notes)

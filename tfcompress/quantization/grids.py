@@ -24,6 +24,7 @@ per-channel FULLY_CONNECTED weights from QAT): each channel's grid is rounded to
 training as in the file, and keeps its 3, 2 or 2E + 1 values at most (pow2: still powers of two, or 0).
 int4 kernels are written by ai-edge-quantizer from the snapped values (`tfcompress.tflite.int4`).
 """
+import contextlib
 import copy
 
 from tfcompress._tf import keras, tf, tfmot
@@ -80,11 +81,13 @@ def snap(w, weights, per_channel=True, exponents=4):
 class GridWeightsQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
     """A kernel on one of `GRIDS`, trained through a straight-through estimator (module docstring).
 
-    The grid is a function of the kernel. Each training step stores it (`<name>_grid`, `<name>_step`,
-    non-trainable) and inference reads the stored one, as tfmot's `LastValueQuantizer` stores its range:
-    the converter folds a fake-quant only of constants, and would leave the arithmetic of the snap in
-    the file for a large kernel. `sync(model)` stores it from the current kernels (before an export).
+    The grid is a function of the kernel, computed in every call. For the converter it is also stored
+    (`<name>_grid`, `<name>_step`, non-trainable): the converter folds a fake-quant only of constants
+    and would leave the arithmetic of the snap in the file for a large kernel, so inside
+    `stored_grids(model)` (what `tfc.export` converts in) inference reads the stored grid instead.
     """
+
+    stored = False   # set by `stored_grids` while a converter traces the model
 
     def __init__(self, weights="int4", per_channel=True, exponents=4):
         check(weights, exponents)
@@ -133,19 +136,13 @@ class GridWeightsQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
         return self._fake_quant(values, step), step
 
     def __call__(self, inputs, training, weights, **kwargs):
-        stored = "grid" in weights
-        if stored and not training:   # the fake-quant of two constants: the converter's int8 kernel
+        if self.stored and not training and "grid" in weights:   # a fake-quant of two constants
             return self._fake_quant(weights["grid"], weights["step"])
         values, step = self.snap(inputs)
         step = self._step(step, len(inputs.shape))
         # straight-through: the forward value is the grid, d out / d w = 1 (also where the fake-quant
         # would clip, at ±a for binary and ternary)
-        out = inputs + tf.stop_gradient(self._fake_quant(values, step) - inputs)
-        if not stored:
-            return out
-        with tf.control_dependencies([weights["grid"].assign(tf.stop_gradient(out)),
-                                      weights["step"].assign(tf.stop_gradient(step))]):
-            return tf.identity(out)
+        return inputs + tf.stop_gradient(self._fake_quant(values, step) - inputs)
 
     def get_config(self):
         return {"weights": self.weights, "per_channel": self.per_channel, "exponents": self.exponents}
@@ -244,10 +241,12 @@ CUSTOM_OBJECTS = {"GridWeightsQuantizer": GridWeightsQuantizer,
                   "GridQuantizeConfig": GridQuantizeConfig}
 
 
-def sync(model):
-    """Stores every grid kernel's grid from its current kernel (what inference and export read); returns
-    the model's grid, as `weights_of`."""
+@contextlib.contextmanager
+def stored_grids(model):
+    """Stores every grid kernel's grid from its current kernel and has inference read the stored one
+    while inside (for the converter); yields the model's grid, as `weights_of`."""
     from tfcompress.quantization.objects import QuantizeWrapper
+    quantizers = []
     for layer in model.layers:
         if isinstance(layer, QuantizeWrapper) and isinstance(layer.quantize_config, GridQuantizeConfig):
             for weight, quantizer, qvars in layer._weight_vars:
@@ -255,7 +254,14 @@ def sync(model):
                 values, step = quantizer.grid(tf.convert_to_tensor(w))
                 qvars["grid"].assign(values)
                 qvars["step"].assign(step)
-    return weights_of(model)
+                quantizers.append(quantizer)
+    try:
+        for q in quantizers:
+            q.stored = True
+        yield weights_of(model)
+    finally:
+        for q in quantizers:
+            q.stored = False
 
 
 def weights_of(model):

@@ -84,7 +84,9 @@ def grid_check(qat, tflite):
       One dict per grid kernel, in model order: layer, grid, dtype (the file's), levels_equal (the
       file's integers are round(trained values / trained step)), max_abs_diff (dequantized file values
       vs the trained values), max_step_rel_diff, distinct_per_channel (the most in one output channel),
-      limit (what the grid allows per channel) and on_grid (all of it holds).
+      limit (what the grid allows per channel), on_grid (levels equal and within the limit) and
+      step_equal (the file's steps are the trained ones; not where the converter folded a
+      BatchNormalization into the kernel, which multiplies each channel's step by its factor).
     """
     from tfcompress.quantization.grids import grid_kernels, levels_per_channel
     from tfcompress.tflite import reader
@@ -111,8 +113,8 @@ def grid_check(qat, tflite):
                        max_abs_diff=float(np.max(np.abs(q * scale - want))),
                        max_step_rel_diff=float(np.max(np.abs(np.broadcast_to(scale, step.shape) / step - 1.0))),
                        distinct_per_channel=max(int(np.unique(r).size) for r in per_channel))
-            row["on_grid"] = (row["levels_equal"] and row["max_step_rel_diff"] < 1e-5
-                              and row["distinct_per_channel"] <= row["limit"])
+            row["on_grid"] = row["levels_equal"] and row["distinct_per_channel"] <= row["limit"]
+            row["step_equal"] = row["max_step_rel_diff"] < 1e-5
         rows.append(row)
     return rows
 
@@ -177,7 +179,9 @@ def grid_note(qat, data):
             f"({', '.join(sorted({str(r['dtype']) for r in rows}))}; at most {most} distinct values per channel, "
             f"grid limit {rows[0]['limit']})")
     off = [r["layer"] for r in rows if not r["on_grid"]]
-    return line + (f"; off the grid: {', '.join(off)}" if off else "")
+    folded = [r["layer"] for r in rows if r["on_grid"] and not r["step_equal"]]
+    return (line + (f"; off the grid: {', '.join(off)}" if off else "")
+            + (f"; steps times the folded BatchNormalization factor: {', '.join(folded)}" if folded else ""))
 
 
 def convert(qat, representative_data, samples=256, input_type=None, output_type=None, quiet=None):
