@@ -82,6 +82,8 @@ def accuracy_chart(table, ref, path):
     ax = axes[0][0]
     for k, (label, r) in enumerate(points):
         ax.scatter(_kb(r.file_bytes), 100 * r.accuracy, color="C3" if r is ref else "C0", zorder=3)
+        if ref is not None and r is not ref:
+            label = f"{label} ({size_words(ratios(r, ref)['file_bytes'])})"
         ax.annotate(label, (_kb(r.file_bytes), 100 * r.accuracy), xytext=(4, 4 if k % 2 == 0 else -12),
                     textcoords="offset points", fontsize=8)
     ax.set_xlabel("file size (KB)")
