@@ -6,6 +6,7 @@ import pytest
 import tfcompress as tfc
 from tfcompress._tf import keras
 from tfcompress.analysis import macs, params
+from tfcompress.choose.budget import ModelLatency
 from tfcompress.choose.report import SensitivityReport
 from tfcompress.choose.scan import _ChannelScan
 from test_clustering import _mlp
@@ -149,3 +150,15 @@ def test_bad_input(toy_channels):
                                                                  "scores": []}})
     with pytest.raises(tfc.InputError, match="unfinished"):
         tfc.allocate(unfinished, 0.5)
+
+
+def test_model_latency_adapts_a_whole_model_predictor(toy_channels):
+    model, report = toy_channels
+    one = SensitivityReport("channel", report.baseline, LEVELS, {"b2a_conv": report.units["b2a_conv"]},
+                            cost=report.cost)
+    lat = ModelLatency(model, lambda m: macs(m) / 1e6)     # "milliseconds" proportional to the MACs
+    alloc = tfc.allocate(one, 0.975, metric=lat, round_to=8, method="greedy")
+    small = tfc.prune_channels(model, dict(alloc))
+    assert small.get_layer("b2a_conv").filters == 8              # 8 of 24 left: 96.6 % of the MACs
+    assert alloc.cost == pytest.approx(macs(small) / 1e6) and alloc.total == pytest.approx(macs(model) / 1e6)
+    assert len(lat._cache) <= 3                                  # one model built per width tried

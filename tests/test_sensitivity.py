@@ -130,3 +130,17 @@ def test_finetune_steps_train_each_candidate(trained):
     tuned = tfc.sensitivity_scan(model, data, sparsities=(0.97,), layers=["fc2"], finetune_steps=30, verbose=0)
     assert _bits(model) == before
     assert tuned.units["fc2"]["scores"][0] > plain.units["fc2"]["scores"][0]
+
+
+def test_channel_repair_measures_the_repaired_candidate(digits):
+    (x, _), (xt, yt) = digits
+    model = randomize(toy_resnet((8, 8, 1)))
+    before = _bits(model)
+    report = tfc.sensitivity_scan(model, (xt[:64], yt[:64]), sparsities=(0.5,), granularity="channel",
+                                  layers=["b2a_conv"], repair=x[:128], verbose=0)
+    assert _bits(model) == before and report.settings["repair"] is True
+    small = tfc.prune_channels(model, {"b2a_conv": 0.5}, compensate=x[:128])
+    tfc.recalibrate_batchnorm(small, x[:128])
+    assert report.units["b2a_conv"]["scores"][0] == pytest.approx(keras_accuracy(small, xt[:64], yt[:64]))
+    with pytest.raises(tfc.InputError, match="channel granularity"):
+        tfc.sensitivity_scan(model, (xt, yt), repair=x, verbose=0)

@@ -27,8 +27,9 @@ where `plan` is `{group key: channels kept}` for every group of the report (the 
 name of its first producer layer; `report.units[key]` has its `"producers"` and full `"size"`). The
 budget is then a fraction of `predict_ms` of the unpruned plan. `allocate` calls it for the unpruned plan,
 for each group alone at each candidate width and for each candidate allocation of the bisection, so it
-should be cheap (a lookup table of measured latencies). Channel granularity only: zeroed weights do not
-make a dense kernel faster.
+should be cheap (a lookup table of measured latencies). `ModelLatency(model, predictor)` turns a predictor
+of whole models (`predict(model) -> ms`, such as `tfc.LatencyTable`) into one, building each plan's model
+(cached). Channel granularity only: zeroed weights do not make a dense kernel faster.
 """
 import numpy as np
 
@@ -52,6 +53,41 @@ class Allocation(dict):
     @property
     def fraction(self):
         return self.cost / self.total if self.total else 1.0
+
+
+class ModelLatency:
+    """The latency protocol over a predictor of whole models: each plan is built with `tfc.prune_channels`.
+
+    Example: `tfc.allocate(report, 0.5, metric=ModelLatency(model, tfc.LatencyTable("local")))`.
+
+    Args:
+      model: the model the report was scanned on.
+      predictor: an object with `predict(model) -> ms` (`tfc.LatencyTable`), or a function `model -> ms`.
+      criterion: the criterion that will prune the model (the widths, not the channels, set the latency).
+        Defaults to `"l1"`.
+    """
+
+    def __init__(self, model, predictor, criterion="l1"):
+        from tfcompress.graph import functional
+        from tfcompress.graph.keras3 import tf_keras_model
+        from tfcompress.pruning.graph import ChannelGraph
+        self.model, self.criterion = functional(tf_keras_model(model)), criterion
+        self.predict = getattr(predictor, "predict", predictor)
+        self.sizes = {g.producers[0]: g.size for g in ChannelGraph(self.model).groups if g.producers}
+        self._cache = {}
+
+    def predict_ms(self, plan):
+        import warnings
+
+        from tfcompress.pruning.channels import plan_and_prune
+        key = tuple(sorted(plan.items()))
+        if key not in self._cache:
+            ratios = {k: (self.sizes[k] - kept) / self.sizes[k] for k, kept in plan.items() if kept < self.sizes[k]}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                small = plan_and_prune(self.model, ratios, self.criterion).model if ratios else self.model
+            self._cache[key] = float(self.predict(small))
+        return self._cache[key]
 
 
 def _drop_function(report, key):

@@ -79,8 +79,8 @@ def _finetune(model, data, steps, loss, batch_size, callbacks=()):
 
 
 def sensitivity_scan(model, data, sparsities=DEFAULT_SPARSITIES, granularity="weight", metric="accuracy",
-                     finetune_steps=0, layers=None, criterion="l1", round_to=None, path=None, loss=None,
-                     batch_size=256, seed=0, verbose=1):
+                     finetune_steps=0, layers=None, criterion="l1", round_to=None, repair=None, path=None,
+                     loss=None, batch_size=256, seed=0, verbose=1):
     """Prunes each layer (or channel group) alone at each level and measures the metric.
 
     Example:
@@ -108,6 +108,10 @@ def sensitivity_scan(model, data, sparsities=DEFAULT_SPARSITIES, granularity="we
       criterion: channel granularity: the criterion choosing the channels (see `tfc.prune_channels`).
         Defaults to `"l1"`.
       round_to: channel granularity: kept channels a multiple of this. Defaults to `None`.
+      repair: channel granularity: `x` (a few hundred training samples): each candidate is built with
+        `compensate=repair` and its BatchNormalization statistics re-estimated on `repair`
+        (`tfc.recalibrate_batchnorm`) before it is measured, the state it would be fine-tuned from. Without
+        it, BN models fall to chance after a few channels and the curves saturate. Defaults to `None`.
       path: a JSON file written after every unit; an unfinished scan there is resumed. Defaults to `None`.
       loss: the loss of fine-tuning. Defaults to `None` (sparse categorical cross-entropy on logits).
       batch_size: rows per evaluation (and fine-tuning) batch. Defaults to `256`.
@@ -132,11 +136,14 @@ def sensitivity_scan(model, data, sparsities=DEFAULT_SPARSITIES, granularity="we
     metric_name = metric if isinstance(metric, str) else getattr(metric, "__name__", "custom")
     settings = {"model": model.name, "criterion": criterion if granularity == "channel" else None,
                 "round_to": round_to if granularity == "channel" else None, "finetune_steps": finetune_steps,
-                "layers": sorted(layers) if layers else None}
+                "layers": sorted(layers) if layers else None, "repair": repair is not None}
+    if repair is not None and granularity != "channel":
+        raise InputError("repair applies to channel granularity (it re-estimates BN after removing channels)")
     report = _resume(path, settings, sparsities, granularity, metric_name)
     work = copy_model(functional(model))
     scanner = (_WeightScan if granularity == "weight" else _ChannelScan)(work, layers, criterion, round_to,
                                                                          data, seed)
+    scanner.repair = None if repair is None else np.asarray(repair, np.float32)
     if report is None:
         report = SensitivityReport(granularity, evaluate(work), sparsities, scanner.units(), metric_name,
                                    scanner.cost(), settings)
@@ -207,6 +214,7 @@ class _ChannelScan:
         from tfcompress.pruning import criteria
         from tfcompress.pruning.graph import ChannelGraph
         self.model, self.data, self.round_to = model, data, round_to
+        self.criterion, self.seed = criterion, seed
         self.graph = ChannelGraph(model)
         groups = [g for g in self.graph.groups if g.prunable]
         if layers:
@@ -231,17 +239,32 @@ class _ChannelScan:
         from tfcompress.pruning.channel_plan import choose
         from tfcompress.pruning.shrink import rebuild, zero_in_place
         g = self.groups[key]
-        removed = choose(self.graph, {g.index: sparsity}, self.importance, self.round_to)
-        ratio = round(len(removed) / g.size, 6)
-        if not finetune_steps and not self.importance.merges:
-            # the model with the removed channels zeroed computes what the smaller one does (shrink.py)
-            saved = zero_in_place(self.model, self.graph, removed)
-            try:
-                return ratio, evaluate(self.model)
-            finally:
-                for name, weights in saved.items():
-                    self.model.get_layer(name).set_weights(weights)
-        small = rebuild(self.graph, removed, self.importance.merges)
+        if self.repair is not None:
+            small, ratio = self._repaired(key, sparsity, batch_size)
+        else:
+            removed = choose(self.graph, {g.index: sparsity}, self.importance, self.round_to)
+            ratio = round(len(removed) / g.size, 6)
+            if not finetune_steps and not self.importance.merges:
+                # the model with the removed channels zeroed computes what the smaller one does (shrink.py)
+                saved = zero_in_place(self.model, self.graph, removed)
+                try:
+                    return ratio, evaluate(self.model)
+                finally:
+                    for name, weights in saved.items():
+                        self.model.get_layer(name).set_weights(weights)
+            small = rebuild(self.graph, removed, self.importance.merges)
         if finetune_steps:
             _finetune(small, self.data, finetune_steps, loss, batch_size)
         return ratio, evaluate(small)
+
+    def _repaired(self, key, sparsity, batch_size):
+        import warnings
+
+        from tfcompress.pruning.batchnorm import recalibrate_batchnorm
+        from tfcompress.pruning.channels import plan_and_prune
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = plan_and_prune(self.model, {key: sparsity}, self.criterion, self.data, self.round_to,
+                                    seed=self.seed, compensate=self.repair)
+        recalibrate_batchnorm(result.model, self.repair, batch_size=min(64, batch_size))
+        return result.model, round(len(result.removed) / self.groups[key].size, 6)
