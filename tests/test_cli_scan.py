@@ -37,10 +37,10 @@ def test_scan_writes_png_and_json(models, tmp_path, capsys):
 
 def test_channel_scan_json_on_stdout(models, capsys):
     proc = call_cli(capsys, "scan", models[1], "--data", "digits", "--samples", "64", "--sparsities", "0.5",
-                    "--granularity", "channel", "--json")
+                    "--granularity", "channel", "--repair", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["granularity"] == "channel" and "b2a_conv" in report["units"]
+    assert report["granularity"] == "channel" and "b2a_conv" in report["units"] and report["settings"]["repair"]
     assert "b2a_conv" in proc.stderr                             # the table went to stderr
 
 
@@ -52,6 +52,7 @@ def test_channel_scan_json_on_stdout(models, capsys):
     (["{m}", "--data", "digits", "--plot", "{d}/no/such/scan.png"], "folder does not exist"),
     (["{m}", "--data", "digits", "--plot", "{d}/scan.jpg"], ".png"),
     (["{m}", "--data", "digits", "--criterion", "best", "--granularity", "channel"], "unknown criterion"),
+    (["{m}", "--data", "digits", "--repair"], "--granularity channel"),
 ])
 def test_bad_input_is_one_line(models, tmp_path, capsys, args, message):
     before = sorted(os.listdir(tmp_path))

@@ -24,6 +24,9 @@ def add_parser(p):
     p.add_argument("--criterion", default="l1", help="channel granularity: which channels go (default: l1)")
     p.add_argument("--round_to", type=int, default=None,
                    help="channel granularity: keep a multiple of this many channels (default: none)")
+    p.add_argument("--repair", action="store_true",
+                   help="channel granularity: fold removed channels' means into their readers and re-estimate "
+                   "BatchNorm statistics on 512 training samples of --data before measuring each candidate")
     p.add_argument("--finetune_steps", type=int, default=0,
                    help="training steps on --data for each candidate before it is measured (default: 0)")
     p.add_argument("--plot", default=None, metavar="PNG", help="write the curves as a PNG")
@@ -58,6 +61,8 @@ def main(args):
         raise InputError(f"--plot must name a .png file. Got: {args.plot}")
     if len(outputs) == 2 and os.path.abspath(outputs[0]) == os.path.abspath(outputs[1]):
         raise InputError("--plot and --json name the same file; give two names")
+    if args.repair and args.granularity != "channel":
+        raise InputError("--repair goes with --granularity channel")
     from tfcompress import data as data_mod
     from tfcompress.saving import check_model_path, kind_note, load_model
     check_model_path(args.model)
@@ -71,9 +76,13 @@ def main(args):
         print(f"note: {note}", file=say)
     if args.samples:
         x, y = x[:args.samples], y[:args.samples]
+    repair = None
+    if args.repair:
+        repair = data_mod.fit_to_input(data_mod.load(args.data, "train")[0][:512], model.input_shape)[0]
     from tfcompress.choose.scan import sensitivity_scan
     report = sensitivity_scan(model, (x, y), sparsities, args.granularity, finetune_steps=args.finetune_steps,
-                              criterion=args.criterion, round_to=args.round_to, path=json_flag.path(args),
+                              criterion=args.criterion, round_to=args.round_to, repair=repair,
+                              path=json_flag.path(args),
                               verbose=1 if say is sys.stdout and sys.stdout.isatty() else 0)
     print(report.table(), file=say)
     if args.plot:

@@ -106,8 +106,8 @@ def units(model):
     return out
 
 
-def unit_file(unit, path, seed=0):
-    """Writes the unit alone as a full-int8 file (int8 input and output, ReLU6 pinned)."""
+def unit_file(unit, path, seed=0, mode="int8"):
+    """Writes the unit alone as a `mode` file (int8: full-int8, int8 input and output, ReLU6 pinned)."""
     from tfcompress._tf import keras
     from tfcompress.exporting import export
     from tfcompress.graph import clone_layer
@@ -117,42 +117,42 @@ def unit_file(unit, path, seed=0):
         x = clone_layer(layer)(x)
     rng = np.random.default_rng(seed)
     data = [rng.normal(size=(16,) + s).astype(np.float32) for s in unit.input_shapes]
-    export(keras.Model(inputs, x), path, mode="int8", representative_data=data if len(data) > 1 else data[0],
+    export(keras.Model(inputs, x), path, mode=mode, representative_data=data if len(data) > 1 else data[0],
            samples=16, layer_samples=0)
     return path
 
 
-def stored_file(unit, folder):
+def stored_file(unit, folder, mode="int8"):
     """The unit's file in `folder` (named by a digest of its key), exported the first time it is asked for."""
     import hashlib
     os.makedirs(folder, exist_ok=True)
     name = "overhead" if unit is None else hashlib.sha1(unit.key.encode()).hexdigest()[:20]
-    path = os.path.join(folder, name + ".tflite")
+    path = os.path.join(folder, f"{name}_{mode}.tflite")
     if not os.path.exists(path):
-        overhead_file(path) if unit is None else unit_file(unit, path)
+        overhead_file(path, mode) if unit is None else unit_file(unit, path, mode=mode)
     return path
 
 
-def model_file(model, path, data=None):
-    """The whole model as a full-int8 file, calibrated on `data` (random inputs by default)."""
+def model_file(model, path, data=None, mode="int8"):
+    """The whole model as a `mode` file (full-int8 by default), calibrated on `data` (random by default)."""
     from tfcompress.exporting import export
     if data is None:
         shape = tuple(int(d) for d in model.inputs[0].shape[1:])
         data = np.random.default_rng(0).normal(size=(64,) + shape).astype(np.float32)
-    export(model, path, mode="int8", representative_data=data, samples=64, layer_samples=0)
+    export(model, path, mode=mode, representative_data=data, samples=64, layer_samples=0)
     return path
 
 
-def overhead_file(path):
+def overhead_file(path, mode="int8"):
     """A one-op file of one element: what every invoke costs before any work."""
     from tfcompress._tf import keras
-    return unit_file(Unit([keras.layers.ReLU()], [(1,)]), path)
+    return unit_file(Unit([keras.layers.ReLU()], [(1,)]), path, mode=mode)
 
 
-def device_key(spec, config):
-    """The cache file's name for a device and benchmark configuration."""
+def device_key(spec, config, mode="int8"):
+    """The cache file's name for a device, benchmark configuration and export mode."""
     host = socket.gethostname() if spec == "local" else spec
-    raw = f"{host}-t{config.threads}-{config.delegate}"
+    raw = f"{host}-t{config.threads}-{config.delegate}-{mode}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
 
 
@@ -199,11 +199,15 @@ class LatencyTable:
       binary: benchmark_model for adb devices. Defaults to `None`.
       config: an `android_bench.runners.BenchConfig`. Defaults to `None` (1 thread, XNNPACK, >= 100 runs
         and >= 0.3 s per file, the median run kept).
+      mode: the export mode of the unit files, `"int8"` or `"float32"`. Defaults to `"int8"`.
       progress: call `progress(result)` after each measured file (a bar). Defaults to `None`.
     """
 
-    def __init__(self, device="local", cache=None, binary=None, config=None, progress=None, **runner_options):
-        self.config = config or bench_config()
+    def __init__(self, device="local", cache=None, binary=None, config=None, mode="int8", progress=None,
+                 **runner_options):
+        if mode not in ("int8", "float32"):
+            raise InputError(f"mode must be int8 or float32. Got: {mode!r}")
+        self.config, self.mode = config or bench_config(), mode
         if isinstance(device, str):
             self.spec = device
             self.runner = make_runners(device, binary=binary, **runner_options)[0]
@@ -211,7 +215,7 @@ class LatencyTable:
             self.spec, self.runner = device.device, device
         self.device = self.runner.device
         cache = cache_folder() if cache is None else os.fspath(cache)
-        name = device_key(self.spec, self.config) + ".json"
+        name = device_key(self.spec, self.config, mode) + ".json"
         self.path = cache if cache.endswith(".json") else os.path.join(cache, name)
         self.files = os.path.join(os.path.dirname(os.path.abspath(self.path)), "files")
         self.progress = progress
@@ -273,8 +277,8 @@ class LatencyTable:
         us = units(model)
         distinct = list({u.key: u for u in us}.values())
         with tempfile.TemporaryDirectory() as folder:
-            whole = path or model_file(model, os.path.join(folder, "whole.tflite"))
-            files = [stored_file(u, self.files) for u in [None] + distinct]
+            whole = path or model_file(model, os.path.join(folder, "whole.tflite"), mode=self.mode)
+            files = [stored_file(u, self.files, self.mode) for u in [None] + distinct]
             ms = measure([self.runner], [p for _ in range(rounds) for p in [whole] + files], self.config,
                          self.progress)[self.device]
         per_round = np.array(ms).reshape(rounds, len(files) + 1)
@@ -319,9 +323,9 @@ def fill_tables(tables, todo):
     from android_bench.runners import run_matrix
     by_config = {}
     for t in tables:
-        by_config.setdefault(dataclasses.astuple(t.config), []).append(t)
+        by_config.setdefault((dataclasses.astuple(t.config), t.mode), []).append(t)
     for group in by_config.values():
-        files = [stored_file(u, group[0].files) for u in [None] + list(todo)]
+        files = [stored_file(u, group[0].files, group[0].mode) for u in [None] + list(todo)]
         results = run_matrix([t.runner for t in group], files, [group[0].config], progress=group[0].progress)
         for t in group:
             ms = [_ms(r) for r in results if r.device == t.device]
