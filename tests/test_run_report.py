@@ -181,3 +181,16 @@ def test_machine_features_and_what_they_mean_for_int8(flags, arch, features, say
     assert says in note and note.endswith(".") and note.count(". ") == 0   # one sentence
     line = machine.line({"cpu": "X", "arch": arch, "cores": 4, "features": features, "int8": note})
     assert line.startswith(f"X ({arch}, 4 cores; ") and line.endswith(note)
+
+
+def test_report_command_needs_no_tensorflow(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "summary.json").write_text(json.dumps(_summary()))
+    code = ("import sys\nfrom tfcompress.cli import main\nrc = main(['report', sys.argv[1]])\n"
+            "print(rc, 'tensorflow' in sys.modules)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=root))
+    assert proc.stdout.splitlines()[-1] == "0 False", proc.stderr
+    assert (tmp_path / "report.md").exists() and (tmp_path / "report_accuracy.png").stat().st_size > 2000
