@@ -43,6 +43,7 @@ _PUBLIC = {
     "adjust_dropout": "tfcompress.pruning.dropout",
     "low_rank": "tfcompress.architecture.factorize",
     "separable": "tfcompress.architecture.separate",
+    "equalize": "tfcompress.quantization.equalize",
     "LatencyTable": "tfcompress.latency",
     "netadapt": "tfcompress.netadapt",
     "NetAdaptHistory": "tfcompress.netadapt",

@@ -18,6 +18,11 @@ def add_parser(p):
     p.add_argument("--output_type", default=None, help="int8 (default for int8), uint8 or float32")
     p.add_argument("--no-relu6-pin", dest="pin", action="store_false",
                    help="let the converter calibrate ReLU6 ranges from data instead of pinning them to [0, 6]")
+    p.add_argument("--per-tensor", dest="per_channel", action="store_false",
+                   help="one scale per weight tensor instead of per output channel (int8, int16x8)")
+    p.add_argument("--bias-correction", dest="bias_correction", action="store_true",
+                   help="correct each layer's bias for the mean shift of its weight quantization, measured on "
+                        "the calibration data (int8, int16x8)")
     p.add_argument("--no-eval", dest="eval", action="store_false", help="skip the float-vs-TFLite evaluation")
     json_flag.add(p, "the report")
     p.add_argument("--report", default=None, metavar="PATH", help="also write the report as Markdown to PATH")
@@ -29,6 +34,9 @@ def main(args):
     from tfcompress.fileio import check_output, write_text
     if args.mode not in MODES:
         raise InputError(f"unknown mode {args.mode!r}; choose one of {', '.join(MODES)}")
+    if (args.bias_correction or not args.per_channel) and args.mode not in ("int8", "int16x8"):
+        flag = "--bias-correction" if args.bias_correction else "--per-tensor"
+        raise InputError(f"{flag} applies to int8 and int16x8 export. Got: --mode {args.mode}")
     if args.samples < 1:
         raise InputError(f"--samples must be >= 1. Got: {args.samples}")
     inputs = [args.model]
@@ -55,7 +63,7 @@ def main(args):
         eval_data = (xt, yt) if yt is not None and len(xt) else None
     report = export(model, out, mode=args.mode, representative_data=x[:args.samples], eval_data=eval_data,
                     input_type=args.input_type, output_type=args.output_type, relu6_fixed_range=args.pin,
-                    samples=args.samples)
+                    samples=args.samples, per_channel=args.per_channel, bias_correction=args.bias_correction)
     print(report.format(), file=json_flag.people(args))
     json_flag.emit(args, json.dumps(report.to_dict(), indent=2, default=float), inputs)
     if args.report:

@@ -300,3 +300,65 @@ from tfcompress.graph import factor as _factor  # noqa: E402
 
 _add_facts(L.Dense, factor=_factor.dense_factor)
 _add_facts(L.Conv2D, factor=_factor.conv_factor, separate=_factor.conv_separate)
+
+
+# ---------------------------------------------------------------- per-channel rescaling: BN folding, equalization
+
+
+def _linear(layer):
+    return getattr(getattr(layer, "activation", None), "__name__", "linear") == "linear"
+
+
+def _fused_relu(layer):
+    return getattr(getattr(layer, "activation", None), "__name__", "") == "relu"
+
+
+def _folder(out_shape):
+    """`fold` for a layer whose kernel holds its output channels in its last axes (`out_shape(kernel)`)."""
+    def fold(layer, weights, gain, offset=None):
+        kernel, gain = weights[0], np.asarray(gain, dtype=np.float64)
+        if not _linear(layer) and not (_fused_relu(layer) and offset is None and np.all(gain > 0)):
+            return None
+        out = [(kernel * gain.reshape(out_shape(kernel))).astype(kernel.dtype)]
+        bias = weights[1].astype(np.float64) * gain if len(weights) > 1 else None
+        if offset is not None:
+            bias = (0.0 if bias is None else bias) + np.asarray(offset, dtype=np.float64)
+        if bias is not None:
+            out.append(bias.astype(kernel.dtype))
+        return dict(layer.get_config(), use_bias=bias is not None or layer.use_bias), out
+    return fold
+
+
+def _scale_in(layer, weights, s):
+    # Conv1D/2D/3D, Dense and DepthwiseConv2D kernels all hold their input channels on axis -2
+    return [(weights[0] * np.asarray(s, dtype=np.float64).reshape(-1, 1)).astype(weights[0].dtype)] + list(weights[1:])
+
+
+def _bn_affine(layer):
+    mean, var = layer.moving_mean.numpy().astype(np.float64), layer.moving_variance.numpy().astype(np.float64)
+    gamma = layer.gamma.numpy().astype(np.float64) if layer.scale else np.ones_like(mean)
+    beta = layer.beta.numpy().astype(np.float64) if layer.center else np.zeros_like(mean)
+    gain = gamma / np.sqrt(var + layer.epsilon)
+    return gain, beta - gain * mean
+
+
+def _relu_homogeneous(layer):
+    c = layer.get_config()
+    return c.get("max_value") is None and float(c.get("threshold") or 0.0) == 0.0
+
+
+for _cls in (L.Conv1D, L.Conv2D, L.Conv3D, L.Dense):
+    _add_facts(_cls, fold=_folder(lambda k: (k.shape[-1],)), scale_in=_scale_in)
+_add_facts(L.DepthwiseConv2D, fold=_folder(lambda k: k.shape[-2:]), scale_in=_scale_in,
+           filters=lambda l: l.get_weights()[0].reshape(*l.get_weights()[0].shape[:2], -1),
+           reads=lambda l: np.moveaxis(l.get_weights()[0], 2, -1))
+_add_facts(L.BatchNormalization, affine=_bn_affine)
+_add_facts(L.ReLU, homogeneous=_relu_homogeneous)
+_add_facts(L.Activation, homogeneous=lambda l: getattr(l.activation, "__name__", "") in ("relu", "linear"))
+for _cls in (L.LeakyReLU, L.Dropout, L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization,
+             L.SpatialDropout1D, L.SpatialDropout2D, L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
+             L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D, L.GlobalAveragePooling1D,
+             L.GlobalAveragePooling2D, L.GlobalAveragePooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
+             L.GlobalMaxPooling3D, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D,
+             L.Cropping3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D, L.Identity):
+    _add_facts(_cls, homogeneous=True)

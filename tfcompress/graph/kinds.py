@@ -18,7 +18,10 @@ every technique that reads or rewrites a layer. An entry (`LayerKind`) says
   (`rectifier`), which config key takes a kernel regularizer (`kernel_regularizer`);
 * how to make a fresh copy of it from the object in memory (`clone`; default: `from_config`);
 * how to write it as two layers: low-rank factors (`factor`) or depthwise then 1×1 (`separate`), see
-  `tfcompress/graph/factor.py`.
+  `tfcompress/graph/factor.py`;
+* per-channel rescaling, for BatchNormalization folding and cross-layer equalization: the per-channel
+  map of an affine layer (`affine`), how a weight layer absorbs one after it (`fold`) or a scale of its
+  input channels (`scale_in`), and whether a scale passes through the layer unchanged (`homogeneous`).
 
 Lookup is by exact class: a subclass of Conv2D is unknown until registered, because it may change
 what its channels mean. `register_layer(MyLayer, role="pass")` teaches a custom layer once; channel
@@ -60,6 +63,16 @@ class LayerKind:
         layers computing `x @ A @ B` (low-rank factorisation; `method` is `"weight"` or `"spatial"`).
       separate: `separate(layer) -> graph.factor.Separated | None`: a depthwise and a 1×1 layer with the
         weights of the best such approximation of the layer.
+      affine: `affine(layer) -> (gain, offset)`: the layer computes `gain * x + offset` channel by channel
+        at inference (BatchNormalization).
+      fold: `fold(layer, weights, gain, offset=None) -> (config, weights) | None`: the config and weights
+        of the layer computing `gain * layer(x) + offset` per output channel (`offset=None`: no offset,
+        the config stays); `None` when it cannot (a fused nonlinear activation; a fused ReLU takes a
+        positive gain without offset). `weights` may hold the kernel alone.
+      scale_in: `scale_in(layer, weights, s) -> weights`: the weights that read input channel c multiplied
+        by `s[c]`, so the layer computes on `x / s` what it computed on `x`.
+      homogeneous: `f(s * x) == s * f(x)` channel by channel for every `s > 0` (ReLU, pooling, dropout at
+        inference): a per-channel scale passes through the layer. `True`, or `homogeneous(layer) -> bool`.
     """
     role: Union[str, Callable]
     cut: Optional[Callable] = None
@@ -79,6 +92,10 @@ class LayerKind:
     quantize: Optional[str] = None
     factor: Optional[Callable] = None
     separate: Optional[Callable] = None
+    affine: Optional[Callable] = None
+    fold: Optional[Callable] = None
+    scale_in: Optional[Callable] = None
+    homogeneous: Union[bool, Callable] = False
 
     def role_of(self, layer):
         role = self.role(layer) if callable(self.role) else self.role
@@ -88,6 +105,9 @@ class LayerKind:
 
     def cut_weights(self, layer, weights, in_keeps, out_keep):
         return (self.cut or cut_vectors)(layer, weights, in_keeps, out_keep)
+
+    def is_homogeneous(self, layer):
+        return bool(self.homogeneous(layer) if callable(self.homogeneous) else self.homogeneous)
 
 
 KINDS = {}
