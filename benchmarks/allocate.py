@@ -78,7 +78,7 @@ def lenet(seed, budget=0.10, epochs=30, finetune=10, finetune_lr=5e-4, folder=No
     for method in METHODS[1:]:
         plans[method] = dict(tfc.allocate(report, budget, metric="params", method=method))
     steps = finetune * int(np.ceil(len(x) / 32))
-    row = {"seed": seed, "unpruned": _acc(base, xt, yt), "plans": plans}
+    row = {"seed": seed, "unpruned": _acc(base, xt, yt), "plans": plans, "report": report.to_dict()}
     for method, ratios in plans.items():
         template = tfc.PolynomialDecay(0.5, begin_step=0, end_step=steps * 2 // 3, frequency=10)
         pruned = tfc.prune(base, template, layers=ratios)
@@ -101,7 +101,7 @@ def resnet(seed, budget=0.25, epochs=30, finetune=10, finetune_lr=3e-4, folder=N
     plans = {"uniform": uniform}
     for method in METHODS[1:]:
         plans[method] = dict(tfc.allocate(report, budget, metric="macs", round_to=None, method=method))
-    row = {"seed": seed, "unpruned": _acc(base, xt, yt), "plans": plans}
+    row = {"seed": seed, "unpruned": _acc(base, xt, yt), "plans": plans, "report": report.to_dict()}
     total = macs(base)
     for method, ratios in plans.items():
         small = tfc.prune_channels(base, ratios, compensate=x)

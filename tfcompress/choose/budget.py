@@ -12,7 +12,9 @@ per unit of cost (so the result lands just under the budget):
 
 * `method="size"` (default): each unit takes the ratio maximising `lambda * saved(r) - drop(r)`, `saved`
   being the cost the unit's cut saves; a large layer that cuts cheaply is cut hard, a small sensitive one
-  is left alone. The multiplier `lambda` is bisected.
+  is left alone. The multiplier `lambda` is bisected. The drop is taken convex here (its slope never
+  falls): a curve that has reached chance is flat, and would otherwise invite cutting that unit to the
+  bone, where the units no longer act alone.
 * `method="greedy"`: AIMET's greedy selection of compression ratios: one target drop `t` for every
   unit, each unit taking its largest ratio with `drop(r) <= t`; `t` is bisected. Sizes only enter
   through the total cost.
@@ -90,10 +92,13 @@ class ModelLatency:
         return self._cache[key]
 
 
-def _drop_function(report, key):
+def _drop_function(report, key, convex=False):
     xs, ys = report.curve(key)
     ys = np.maximum.accumulate(np.asarray(ys, np.float64))
     xs = np.asarray(xs, np.float64)
+    if convex:  # slopes never fall: past the point where a unit alone reaches chance, cuts are not free
+        slopes = np.maximum.accumulate(np.diff(ys) / np.maximum(np.diff(xs), 1e-9))
+        ys = np.concatenate([[0.0], np.cumsum(slopes * np.diff(xs))])
     slope = max((ys[-1] - ys[-2]) / max(xs[-1] - xs[-2], 1e-9), (ys[-1] - ys[0]) / max(xs[-1], 1e-9), 0.0)
 
     def drop(r):
@@ -204,7 +209,7 @@ def allocate(report, budget=None, metric="params", threshold=None, round_to=8, m
     total_cost = _Costs(report, metric, latency)
     keys = list(report.units)
     grids = {k: _grid(report, k, round_to if report.granularity == "channel" else None, max_ratio) for k in keys}
-    drops = {k: _drop_function(report, k)(grids[k]) for k in keys}
+    drops = {k: _drop_function(report, k, convex=method == "size")(grids[k]) for k in keys}
 
     def finish(ratios):
         ratios = {k: float(v) for k, v in ratios.items()}

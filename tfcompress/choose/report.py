@@ -12,8 +12,8 @@ Example:
 >>> r = SensitivityReport("weight", baseline=0.9, sparsities=[0.5, 0.9], units={
 ...     "fc1": {"size": 100, "per_weight": 1.0, "ratios": [0.5, 0.9], "scores": [0.9, 0.6]}})
 >>> print(r.table())
-unit      size   0.50   0.90
-fc1        100  0.900  0.600
+unit    size   0.50   0.90
+fc1      100  0.900  0.600
 baseline 0.9000 (accuracy); ratios are the fractions of weights removed
 >>> SensitivityReport.from_json(r.to_json()).units["fc1"]["scores"]
 [0.9, 0.6]
@@ -70,10 +70,10 @@ class SensitivityReport:
         """The curves as text: a row per unit, a column per level."""
         what = "weights" if self.granularity == "weight" else "channels"
         width = max([4] + [len(k) for k in self.units])
-        lines = [f"{'unit':<{width}}{'size':>6}" + "".join(f"{s:>7.2f}" for s in self.sparsities)]
+        lines = [f"{'unit':<{width}}{'size':>8}" + "".join(f"{s:>7.2f}" for s in self.sparsities)]
         for key, u in self.units.items():
             cells = "".join(f"{v:>7.3f}" for v in u.get("scores", ()))
-            lines.append(f"{key:<{width}}{u['size']:>6}" + cells)
+            lines.append(f"{key:<{width}}{u['size']:>8}" + cells)
         lines.append(f"baseline {self.baseline:.4f} ({self.metric}); ratios are the fractions of {what} removed")
         return "\n".join(lines)
 
