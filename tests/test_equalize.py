@@ -134,3 +134,23 @@ def test_keras3_in_keras3_out_and_bad_mode():
     np.testing.assert_allclose(eq.predict(xs, verbose=0), m.predict(xs, verbose=0), atol=1e-4, rtol=1e-4)
     with pytest.raises(InputError, match="relu6 must be one of"):
         equalize(m, relu6="clip")
+
+
+def test_recipe_equalize_then_per_tensor_export(tmp_path):
+    from tfcompress import recipes
+    from tfcompress.tflite import reader
+    keras.utils.set_random_seed(0)
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\ndata: digits\nmodel: {build: lenet300, args: {input_shape: [8, 8, 1]}}\nsteps:\n"
+                    "  - train: {epochs: 1}\n  - equalize: {relu6: skip}\n"
+                    "  - export: {per_channel: false, bias_correction: true, samples: 64}\n")
+    state = recipes.run(str(path), out=str(tmp_path / "out"), echo=lambda line: None)
+    eq = state.rows[1]
+    assert eq["stage"] == "equalize" and eq["pairs"] == 2 and eq["skipped"] == 0
+    assert eq["accuracy"] == pytest.approx(state.rows[0]["accuracy"], abs=1e-9)
+    m = reader.read(state.files["int8"])
+    fc = [reader.op_inputs(m, op)[1] for op in m.subgraphs[0].operators if op.op == "FULLY_CONNECTED"]
+    assert len(fc) == 3 and all(len(t.scale) == 1 for t in fc)
+    with pytest.raises(InputError, match="relu6 must be one of skip, relu. Got: 'keep'"):
+        path.write_text("name: r\ndata: digits\nmodel: {build: lenet300}\nsteps:\n  - equalize: {relu6: keep}\n")
+        recipes.run(str(path), out=str(tmp_path / "out2"), echo=lambda line: None)

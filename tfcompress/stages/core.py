@@ -110,6 +110,8 @@ class ExportConfig:
     input_type: typing.Optional[str] = None
     output_type: typing.Optional[str] = None
     relu6_fixed_range: bool = True
+    per_channel: bool = True          # False: one scale per weight tensor
+    bias_correction: bool = False     # correct biases for the weight quantization, on the train split
 
 
 @register_stage("export", ExportConfig)
@@ -120,7 +122,8 @@ def export(state, config):
     x, y = state.train
     report = export_model(state.model, path, mode=config.mode, representative_data=x[:config.samples],
                           eval_data=state.test, input_type=config.input_type, output_type=config.output_type,
-                          relu6_fixed_range=config.relu6_fixed_range, samples=config.samples)
+                          relu6_fixed_range=config.relu6_fixed_range, samples=config.samples,
+                          per_channel=config.per_channel, bias_correction=config.bias_correction)
     state.files[config.mode] = path
     state.reports.append(report)
     state.echo("\n".join("  " + line for line in report.format().splitlines()))
