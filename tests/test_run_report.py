@@ -194,3 +194,15 @@ def test_report_command_needs_no_tensorflow(tmp_path):
                           env=dict(os.environ, PYTHONPATH=root))
     assert proc.stdout.splitlines()[-1] == "0 False", proc.stderr
     assert (tmp_path / "report.md").exists() and (tmp_path / "report_accuracy.png").stat().st_size > 2000
+
+
+def test_a_step_that_writes_the_same_file_again_still_names_it():
+    from types import SimpleNamespace
+    from tfcompress.recipe.runner import _measured
+    state = SimpleNamespace(sizes=[], reports=[], files={"int8": "o/m_int8.tflite", "keras": "o/m.keras"})
+    before = (0, 0, dict(state.files))
+    state.reports.append(SimpleNamespace(path="o/m_int8.tflite"))     # an export over the same path
+    assert _measured(state, before) == {"file": "o/m_int8.tflite", "mode": "int8"}
+    assert _measured(state, (0, 1, dict(state.files))) == {}          # a step that measured no file
+    state.files["float32"] = "o/m_float32.tflite"                     # a step that only wrote a file
+    assert _measured(state, (0, 1, {"int8": "o/m_int8.tflite"})) == {"file": "o/m_float32.tflite", "mode": "float32"}

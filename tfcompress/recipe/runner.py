@@ -30,11 +30,17 @@ class RecipeRun(RunState):
         return {**super().summary(), "machine": self.machine, "row_files": self.row_files}
 
 
-def _measured(state, files_before, sizes_before):
-    """`{"file", "mode"}` of the .tflite file a step measured: the one its size report read, else the one it
-    wrote (a new or replaced entry of `state.files`)."""
-    path = state.sizes[-1].get("path") if len(state.sizes) > sizes_before else next(
-        (p for m, p in state.files.items() if files_before.get(m) != p and str(p).endswith(".tflite")), None)
+def _measured(state, before):
+    """`{"file", "mode"}` of the .tflite file a step measured: the one its size report read, else the one its
+    export report describes, else the one it wrote (a new or replaced entry of `state.files`); `before` is
+    `(len(state.sizes), len(state.reports), dict(state.files))` from before the step."""
+    sizes, reports, files = before
+    if len(state.sizes) > sizes:
+        path = state.sizes[-1].get("path")
+    elif len(state.reports) > reports:
+        path = state.reports[-1].path
+    else:
+        path = next((p for m, p in state.files.items() if files.get(m) != p and str(p).endswith(".tflite")), None)
     if path is None:
         return {}
     return {"file": path, "mode": next((m for m, p in state.files.items() if p == path and m != "keras"), None)}
@@ -147,9 +153,8 @@ def run(path, out=None, echo=print):
     state = start(recipe, out or recipe.output, echo)
     for i, (name, config) in enumerate(steps):
         echo(f"[{i + 1}/{len(steps)}] {name}")
-        rows, files, sizes = len(state.rows), dict(state.files), len(state.sizes)
+        rows, before = len(state.rows), (len(state.sizes), len(state.reports), dict(state.files))
         registry.lookup(name, f"steps[{i}]")[1](state, config)
-        measured = _measured(state, files, sizes)
-        state.row_files += [measured] * (len(state.rows) - rows)
+        state.row_files += [_measured(state, before)] * (len(state.rows) - rows)
     finish(state)
     return state
