@@ -162,3 +162,11 @@ def test_model_latency_adapts_a_whole_model_predictor(toy_channels):
     assert small.get_layer("b2a_conv").filters == 8              # 8 of 24 left: 96.6 % of the MACs
     assert alloc.cost == pytest.approx(macs(small) / 1e6) and alloc.total == pytest.approx(macs(model) / 1e6)
     assert len(lat._cache) <= 3                                  # one model built per width tried
+
+
+def test_a_curve_at_chance_does_not_make_further_cuts_free():
+    units = {"sat": {"size": 1000, "per_weight": 1.0, "ratios": LEVELS, "scores": [0.6, 0.1, 0.1, 0.1]},
+             "mild": {"size": 1000, "per_weight": 1.0, "ratios": LEVELS, "scores": _curve(0.8)}}
+    alloc = tfc.allocate(SensitivityReport("weight", 0.95, LEVELS, units), 0.5)
+    # read flat, cutting "sat" from 0.5 to 0.95 would look free and leave "mild" almost whole
+    assert alloc["sat"] < 0.5 < alloc["mild"] and alloc.fraction >= 0.495
