@@ -200,12 +200,14 @@ def figure(results):
                 mean = "" if b["stat"] == "p50_ms" else " (mean)"
                 text = f"{b['value']:.3g}{mean}" if b["ok"] else "failed"
                 ax.annotate(text, (b["x"], top or 0.0), xytext=(0, 2), textcoords="offset points", ha="center",
-                            va="bottom", fontsize=7, color="firebrick" if not b["ok"] else "black")
+                            va="bottom", fontsize=7, color="firebrick" if not b["ok"] else "black",
+                            rotation=90 if len(panel["series"]) > 3 else 0)   # side by side, they would overlap
         ax.set_xticks(range(len(panel["models"])))
         ax.set_xticklabels(panel["models"], rotation=15 if len(panel["models"]) > 2 else 0, ha="right"
                            if len(panel["models"]) > 2 else "center", fontsize=8)
-        ax.set_ylim(bottom=0)
-        ax.margins(y=0.12)
+        tops = [b["high"] if b["high"] is not None else b["value"] for s in panel["series"] for b in s["bars"]
+                if b["ok"]]
+        ax.set_ylim(0, max(tops, default=1.0) * (1.3 if len(panel["series"]) > 3 else 1.15) or 1.0)
         ax.set_title(str(panel["device"]), fontsize=10)
         handles = [Patch(color=f"C{k}", label=s["label"]) for k, s in enumerate(panel["series"])]
         ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False,
