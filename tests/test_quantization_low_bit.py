@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tfcompress as tfc
+from conftest import call_cli
 from tfcompress import data
 from tfcompress._tf import keras, tf
 from tfcompress.errors import InputError
@@ -44,12 +45,12 @@ def base(digits):
     return model
 
 
-def _qat(base, digits, weights, **kw):
+def _qat(base, digits, weights, samples=640, **kw):
     x, y, _, _ = digits
     keras.utils.set_random_seed(1)
     qat = tfc.quantize(base, weights=weights, **kw)
     qat.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"])
-    qat.fit(x[:640], y[:640], epochs=1, batch_size=32, verbose=0)
+    qat.fit(x[:samples], y[:samples], epochs=1, batch_size=32, verbose=0)
     return qat
 
 
@@ -98,7 +99,7 @@ def test_snap_grids_and_straight_through():
     np.testing.assert_allclose(grad, np.broadcast_to(np.arange(6, dtype=np.float32), w.shape))
 
 
-def test_int4_file_holds_int4_kernels_on_the_trained_grid(base, digits, tmp_path):
+def test_int4_file_holds_int4_kernels_on_the_trained_grid(base, digits, tmp_path, capsys):
     x, _, xt, yt = digits
     qat = _qat(base, digits, "int4")
     path = tmp_path / "int4.tflite"
@@ -125,12 +126,18 @@ def test_int4_file_holds_int4_kernels_on_the_trained_grid(base, digits, tmp_path
     int4 = [r for r in rows if r["dtype"] == "int4"]
     assert len(int4) == 4 and all(3.9 < r["stored_bits"] <= 4.0 for r in int4)
     assert total["coded_bits"] <= 4.6
+    out = call_cli(capsys, "size", path)
+    assert out.returncode == 0 and f"after coding {total['coded_bits']:.2f}" in out.stdout
+    assert "int4 5,480 weights 4.00" in out.stdout, out.stdout
+    out = call_cli(capsys, "inspect", path)
+    assert "int4 weights: 4 tensors, 5,480 values, 2,740 bytes" in out.stdout
 
 
-@pytest.mark.parametrize("weights,allowed", [("ternary", 3), ("binary", 2), ("pow2", 9)])
-def test_int8_file_holds_exactly_the_grid(base, digits, tmp_path, weights, allowed):
+# a few steps are enough for the activation ranges; the kernels' grids do not need more
+@pytest.mark.parametrize("weights,allowed,samples", [("ternary", 3, 640), ("binary", 2, 160), ("pow2", 9, 160)])
+def test_int8_file_holds_exactly_the_grid(base, digits, tmp_path, weights, allowed, samples):
     x, _, xt, yt = digits
-    qat = _qat(base, digits, weights)
+    qat = _qat(base, digits, weights, samples)
     path = tmp_path / f"{weights}.tflite"
     report = tfc.export(qat, path, eval_data=(xt, yt), eval_samples=200,
                             layer_samples=0)
@@ -139,10 +146,10 @@ def test_int8_file_holds_exactly_the_grid(base, digits, tmp_path, weights, allow
     for name, t in kernels.items():
         q = t.data().reshape(t.shape[0], -1)
         assert max(len(np.unique(r)) for r in q) <= allowed, name
-        if name.startswith("c"):   # per-channel steps: the grid's own integers
-            expect = {"ternary": {-127, 0, 127}, "binary": {-127, 127}}.get(weights)
-            if expect:
-                assert set(np.unique(q).tolist()) <= expect, name
+        assert len(t.scale) == t.shape[0], name   # per channel, FULLY_CONNECTED too
+        expect = {"ternary": {-127, 0, 127}, "binary": {-127, 127}}.get(weights)
+        if expect:   # per-channel steps: the grid's own integers
+            assert set(np.unique(q).tolist()) <= expect, name
         if weights == "pow2":
             nz = np.abs(q[q != 0]).astype(float)
             assert np.array_equal(np.log2(nz), np.rint(np.log2(nz))) and nz.max() <= 64, name

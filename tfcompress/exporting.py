@@ -302,6 +302,9 @@ def export(model, path, mode="int8", representative_data=None, eval_data=None, i
                                                   quiet=_captured_output), True
         else:
             data, pinned, _ = _convert(converter, model, mode, pin, in_t, out_t)
+            if grid != "int8":   # Dense grids per channel: the converter wrote them with one step
+                from tfcompress.tflite.low_bit import per_channel_dense
+                data = per_channel_dense(model, data)
     seconds = time.perf_counter() - started
     report = describe(path, mode, data, pinned_names=pinned if pin else None)
     report.notes.extend(notes)

@@ -19,9 +19,9 @@ After the snap, every grid but int4 goes through TensorFlow's int8 fake-quant wi
 [-127 t, 127 t], t the grid's int8 step (ternary, binary: a / 127; pow2: 2^kmax / 64; int8: s): an
 identity on the grid values, and the range the TFLite converter turns into the int8 scale, so the int8
 file holds integer multiples of t that are exactly the grid (±127 and 0 for ternary, ±64 ... ±64 / 2^(E-1)
-and 0 for pow2). Dense kernels share one step, the largest of their channels' (the converter takes no
-per-channel FULLY_CONNECTED weights from QAT): each channel's grid is rounded to multiples of it, in
-training as in the file, and keeps its 3, 2 or 2E + 1 values at most (pow2: still powers of two, or 0).
+and 0 for pow2). The converter takes no per-channel FULLY_CONNECTED weights from QAT, so Dense kernels
+reach it with one step, the largest of their channels', and `tfc.export` then writes the per-channel
+kernel, steps and biases into the file (`tfcompress.tflite.low_bit.per_channel_dense`).
 int4 kernels are written by ai-edge-quantizer from the snapped values (`tfcompress.tflite.int4`).
 """
 import contextlib
@@ -110,21 +110,16 @@ class GridWeightsQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
     def snap(self, w):
         return snap(w, self.weights, self.per_channel, self.exponents)
 
-    def _step(self, step, rank):
-        """The int8 step the file stores: per channel for Conv, the largest channel's for Dense."""
-        if self.weights == "int4" or (self.per_channel and rank > 2):
-            return step
-        return tf.reduce_max(step) * tf.ones_like(step)
-
-    def _fake_quant(self, w, step):
+    def _fake_quant(self, w, step, converter=False):
         if self.weights == "int4":   # written by ai-edge-quantizer from these values, not by the converter
             return w
-        if self.per_channel and len(w.shape) > 2:
+        if self.per_channel and not (converter and len(w.shape) == 2):
             step = tf.reshape(step, [-1])
             return tf.quantization.fake_quant_with_min_max_vars_per_channel(
                 w, -127.0 * step, 127.0 * step, num_bits=8, narrow_range=True)
         # the converter takes no per-channel FULLY_CONNECTED weights from QAT (a per-axis kernel meets the
-        # transpose to TFLite's layout): a Dense kernel's int8 step is the largest of its channels'
+        # transpose to TFLite's layout): it gets the largest channel's step, and the exact per-channel
+        # kernel is written into the file after it (`tfcompress.tflite.low_bit.per_channel_dense`)
         step = tf.reshape(tf.reduce_max(step), [])
         return tf.quantization.fake_quant_with_min_max_vars(w, -127.0 * step, 127.0 * step, num_bits=8,
                                                            narrow_range=True)
@@ -132,14 +127,12 @@ class GridWeightsQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
     def grid(self, w):
         """(the kernel the forward pass uses, the step of its integer levels in the file)."""
         values, step = self.snap(w)
-        step = self._step(step, len(w.shape))
         return self._fake_quant(values, step), step
 
     def __call__(self, inputs, training, weights, **kwargs):
         if self.stored and not training and "grid" in weights:   # a fake-quant of two constants
-            return self._fake_quant(weights["grid"], weights["step"])
+            return self._fake_quant(weights["grid"], weights["step"], converter=True)
         values, step = self.snap(inputs)
-        step = self._step(step, len(inputs.shape))
         # straight-through: the forward value is the grid, d out / d w = 1 (also where the fake-quant
         # would clip, at ±a for binary and ternary)
         return inputs + tf.stop_gradient(self._fake_quant(values, step) - inputs)

@@ -119,6 +119,58 @@ def grid_check(qat, tflite):
     return rows
 
 
+def per_channel_dense(qat, data):
+    """The file with every per-channel grid Dense kernel written per channel: its FULLY_CONNECTED
+    weights the trained levels (output channel first) with the trained steps, its int32 bias
+    requantized to input scale x each channel's step. The converter wrote them with one step, the
+    largest channel's (it takes no per-channel FULLY_CONNECTED weights from QAT). Unchanged when
+    there is none."""
+    from tfcompress import relu6
+    from tfcompress.quantization.grids import grid_kernels
+    import flatbuffers
+    schema = relu6._schema()
+    dense = {n: (v, s) for n, (v, s, q) in grid_kernels(qat).items()
+             if q.per_channel and q.weights != "int4" and v.ndim == 2}
+    if not dense:
+        return data
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    changed = False
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            if relu6._op_name(model, op) != "FULLY_CONNECTED" or len(op.inputs) < 2:
+                continue
+            w = graph.tensors[op.inputs[1]]
+            name = _layer_of(w.name.decode() if isinstance(w.name, bytes) else w.name, dense)
+            if name is None or w.quantization is None or len(w.quantization.scale) != 1:
+                continue
+            values, step = dense[name]
+            step = np.asarray(step, np.float64).reshape(-1)
+            levels = np.rint(values.T / step[:, None]).astype(np.int8)
+            if tuple(w.shape) != levels.shape:
+                continue
+            old = float(w.quantization.scale[0])
+            model.buffers[w.buffer].data = np.frombuffer(levels.tobytes(), np.uint8)
+            w.quantization.scale = step.astype(np.float32)
+            w.quantization.zeroPoint = np.zeros(step.size, np.int64)
+            w.quantization.quantizedDimension = 0
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                b = graph.tensors[op.inputs[2]]
+                bias_scale = float(b.quantization.scale[0])
+                real = np.frombuffer(bytes(bytearray(model.buffers[b.buffer].data)), np.int32) * bias_scale
+                new_scale = (bias_scale / old) * step   # input scale x each channel's step
+                model.buffers[b.buffer].data = np.frombuffer(
+                    np.rint(real / new_scale).astype(np.int32).tobytes(), np.uint8)
+                b.quantization.scale = new_scale.astype(np.float32)
+                b.quantization.zeroPoint = np.zeros(step.size, np.int64)
+                b.quantization.quantizedDimension = 0
+            changed = True
+    if not changed:
+        return data
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def _recipe(per_channel):
     activation = {"num_bits": 8, "symmetric": False, "granularity": "TENSORWISE", "dtype": "INT"}
 
