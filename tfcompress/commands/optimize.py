@@ -70,7 +70,7 @@ def main(args):
                          history=args.history, step=args.step, decay=args.decay, finetune_steps=args.finetune_steps,
                          final_epochs=args.final_epochs, round_to=args.round_to, lr=args.lr,
                          max_iterations=args.max_iterations, qat_epochs=args.qat_epochs,
-                         verbose=0 if say is not None and args.json == json_flag.STDOUT else 1)
+                         verbose=0 if args.json == json_flag.STDOUT else 1)  # stdout then holds JSON only
     print(report.format(), file=say)
     if args.plot:
         report.plot(args.plot)
