@@ -172,7 +172,7 @@ def _adb_device():
     return d.serial, binary, stop
 
 
-def check(cache, rounds):
+def check(cache, rounds, repeats):
     x, y = tfc.data.load("digits", "train")
     base = _train(_digits_model(0), x, y, 30, 3e-3, 0)
     models = {"unpruned": base, "uniform 0.5": tfc.prune_channels(base, 0.5, round_to=8),
@@ -181,7 +181,8 @@ def check(cache, rounds):
     rows = []
     try:
         for dev in ("local", f"adb:{serial}"):
-            table = latency.LatencyTable(dev, cache=cache, binary=binary if dev != "local" else None)
+            table = latency.LatencyTable(dev, cache=cache, binary=binary if dev != "local" else None,
+                                         repeats=repeats)
             for name, m in models.items():
                 c = table.check(m, rounds=rounds)
                 print(f"{name:<14}{c.format()}", flush=True)
@@ -203,6 +204,7 @@ def main(argv=None):
     p.add_argument("--decay", type=float, default=0.96)
     p.add_argument("--finetune_steps", type=int, default=100, help="NetAdapt's short fine-tune (default 100)")
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the table check")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds per new table entry (median)")
     p.add_argument("--cache", default=None, help="latency tables (default ~/.cache/tfcompress/latency)")
     p.add_argument("--json", default="out/pareto.json")
     p.add_argument("--png", default="out/pareto.png")
@@ -218,7 +220,7 @@ def main(argv=None):
             json.dump(out, f, indent=1, default=float)
         os.replace(tmp, a.json)
     if "check" in parts:
-        out["check"] = check(a.cache, a.rounds)
+        out["check"] = check(a.cache, a.rounds, a.repeats)
         save()
     if "pareto" in parts:
         with tempfile.TemporaryDirectory() as folder:

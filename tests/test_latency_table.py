@@ -6,6 +6,7 @@ import os
 import pytest
 
 from adb_device.fixtures import adb_server, device, models  # noqa: F401  (fixtures)
+import tfcompress as tfc
 from tfcompress import latency
 from tfcompress._tf import keras
 
@@ -61,7 +62,9 @@ def _check_table(table, model, rounds, tol_table=0.3, tol_now=0.15):
 
 def test_local_table_cached_and_checked(cache):
     model = _small()
-    table = latency.LatencyTable("local", cache=cache, config=FAST)
+    with pytest.raises(tfc.InputError, match="repeats"):
+        latency.LatencyTable("local", cache=cache, config=FAST, repeats=0)
+    table = latency.LatencyTable("local", cache=cache, config=FAST, repeats=2)  # entries: medians of 2 rounds
     check = _check_table(table, model, 3)
     saved = json.loads(open(table.path).read())
     assert os.path.dirname(table.path) == cache and saved["device"] == "local"

@@ -200,14 +200,18 @@ class LatencyTable:
       config: an `android_bench.runners.BenchConfig`. Defaults to `None` (1 thread, XNNPACK, >= 100 runs
         and >= 0.3 s per file, the median run kept).
       mode: the export mode of the unit files, `"int8"` or `"float32"`. Defaults to `"int8"`.
+      repeats: each new entry is the median of this many interleaved rounds over the files being measured
+        (a shared or thermally throttling device drifts between single runs). Defaults to `1`.
       progress: call `progress(result)` after each measured file (a bar). Defaults to `None`.
     """
 
     def __init__(self, device="local", cache=None, binary=None, config=None, mode="int8", progress=None,
-                 **runner_options):
+                 repeats=1, **runner_options):
         if mode not in ("int8", "float32"):
             raise InputError(f"mode must be int8 or float32. Got: {mode!r}")
-        self.config, self.mode = config or bench_config(), mode
+        if not isinstance(repeats, int) or repeats < 1:
+            raise InputError(f"repeats must be a positive integer. Got: {repeats!r}")
+        self.config, self.mode, self.repeats = config or bench_config(), mode, repeats
         if isinstance(device, str):
             self.spec = device
             self.runner = make_runners(device, binary=binary, **runner_options)[0]
@@ -326,9 +330,12 @@ def fill_tables(tables, todo):
         by_config.setdefault((dataclasses.astuple(t.config), t.mode), []).append(t)
     for group in by_config.values():
         files = [stored_file(u, group[0].files, group[0].mode) for u in [None] + list(todo)]
-        results = run_matrix([t.runner for t in group], files, [group[0].config], progress=group[0].progress)
+        repeats = max(t.repeats for t in group)
+        results = run_matrix([t.runner for t in group], files * repeats, [group[0].config],
+                             progress=group[0].progress)
         for t in group:
-            ms = [_ms(r) for r in results if r.device == t.device]
+            runs = np.array([_ms(r) for r in results if r.device == t.device]).reshape(repeats, len(files))
+            ms = [float(v) for v in np.median(runs, axis=0)]
             if t.overhead_ms is None:
                 t.overhead_ms = ms[0]
             t.entries.update({u.key: m for u, m in zip(todo, ms[1:])})
