@@ -1,7 +1,7 @@
 """The pruning procedures of the literature side by side, on digits: LeNet-300-100 and LeNet-5.
 
     nice python benchmarks/procedures.py [--seeds 3] [--first-seed 0] [--models lenet300,lenet5]
-        [--parts schedules,lottery,channels] [--variants plain,l1,l2,dropout] [--start 70] [--stop 1.5]
+        [--parts schedules,lottery,channels] [--variants plain,l1,l2,dropout] [--start 70] [--stop 1.0]
         [--json out/procedures.json] [--png out/procedures.png]
     python benchmarks/procedures.py --merge a.json,b.json --json all.json --png all.png   (table and PNG only)
 
@@ -57,7 +57,7 @@ LOTTERY_AT = (3, 7, 11, 14)
 LOTTERY_EPOCHS = 12
 CHANNELS = {"epochs": 10, "finetune": 3}   # LeNet-5: dense and scratch epochs, fine-tune epochs
 TOLERANCE = 0.005
-STOP = [0.015]
+STOP = [0.01]
 
 
 def build(name, seed):
@@ -342,6 +342,8 @@ def merge(paths):
     """The results of several runs (e.g. one per model or per seed) as one: parts and seeds joined."""
     result = {}
     for path in paths:
+        if not os.path.exists(path):
+            sys.exit(f"no results file {path}")
         with open(path) as f:
             part = json.load(f)
         for key, value in part.items():
@@ -369,11 +371,14 @@ def main(argv=None):
     parser.add_argument("--png", default="out/procedures.png")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--start", type=float, default=70, help="lowest one-shot / polynomial level, %%")
-    parser.add_argument("--stop", type=float, default=1.5, help="points lost at which a scan stops")
+    parser.add_argument("--stop", type=float, default=1.0, help="points lost at which a scan stops")
+    parser.add_argument("--step", type=int, default=0, help="epochs per iterative step (0: 2 / 1 per model)")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: its default)")
     parser.add_argument("--merge", default="", help="JSON files of earlier runs to join: table and PNG only")
     args = parser.parse_args(argv)
     STOP[0] = args.stop / 100
+    for cfg in SETTINGS.values() if args.step else ():
+        cfg["step"] = args.step
     from tqdm import tqdm
     from tfcompress.data import fit_to_input, load
     from tfcompress.fileio import atomic_path, write_text
