@@ -188,7 +188,34 @@ def _time_pair(paths, rounds=40, per_round=50, warmup=50):
     return interleaved_ms(paths, rounds, per_round, warmup, lambda r: tqdm(r, desc="latency", leave=False))
 
 
-def separable(seeds, epochs=30, distil=30, distil_lr=2e-3, feature_weight=1.0):
+def shifted(x, rng):
+    """`x` (N, H, W, C) with every image moved by -1, 0 or +1 pixel along each axis (zeros shifted in)."""
+    out = np.zeros_like(x)
+    h, w = x.shape[1:3]
+    for i, (dy, dx) in enumerate(rng.integers(-1, 2, size=(len(x), 2))):
+        src = x[i, max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+        out[i, max(0, dy):max(0, dy) + src.shape[0], max(0, dx):max(0, dx) + src.shape[1]] = src
+    return out
+
+
+def transfer_set(x, y, epochs, rng):
+    """`epochs` passes over (x, y) in one array, every other pass shifted by a pixel (teacher and student
+    see the same images: the teacher's answers on them are the targets)."""
+    return (np.concatenate([shifted(x, rng) if e % 2 else x for e in range(epochs)]),
+            np.concatenate([y] * epochs))
+
+
+def _distil(student, teacher, data, lr, seed, alpha, feature_weight):
+    keras.utils.set_random_seed(seed)
+    steps = int(np.ceil(len(data[0]) / 64))
+    trainer = tfc.Distiller(student, teacher, temperature=4.0, alpha=alpha, features=hint_pairs(teacher),
+                            feature_weight=feature_weight)
+    trainer.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps)), metrics=["accuracy"])
+    trainer.fit(*data, batch_size=64, epochs=1, verbose=0, shuffle=True, callbacks=[tfc.CompressionCallback()])
+    return trainer.student
+
+
+def separable(seeds, epochs=30, distil=120, distil_lr=2e-3, feature_weight=1.0, hint_epochs=0):
     x, y, xt, yt = _digits((8, 8, 1))
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -200,19 +227,20 @@ def separable(seeds, epochs=30, distil=30, distil_lr=2e-3, feature_weight=1.0):
             cut = _acc(student, xt, yt)
             tfc.recalibrate_batchnorm(student, x, batch_size=64)     # BN statistics of the new convs' outputs
             recal = _acc(student, xt, yt)
-            keras.utils.set_random_seed(seed)
-            steps = distil * int(np.ceil(len(x) / 64))
-            trainer = tfc.Distiller(student, model, temperature=4.0, alpha=0.9, features=pairs,
-                                    feature_weight=feature_weight)
-            trainer.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(distil_lr, steps)),
-                            metrics=["accuracy"])
-            trainer.fit(x, y, batch_size=64, epochs=distil, verbose=0, callbacks=[tfc.CompressionCallback()])
-            student = trainer.student
+            rng = np.random.default_rng(seed)
+            hinted = None
+            if hint_epochs:                         # layer-wise hints alone first (no logits, no labels)
+                student = _distil(student, model, transfer_set(x, y, hint_epochs, rng), distil_lr, seed, 1.0,
+                                  10.0 * feature_weight)
+                hinted = _acc(student, xt, yt)
+            student = _distil(student, model, transfer_set(x, y, distil - hint_epochs, rng), distil_lr, seed, 0.9,
+                              feature_weight)
             old, new = layer_macs(model), layer_macs(student)
             names = [n for n, _ in pairs]
-            scratch = _train(tfc.separable(_digits_resnet(seed + 100)), x, y, epochs, 3e-3, seed)
+            scratch = _train(tfc.separable(_digits_resnet(seed + 100)), *transfer_set(x, y, epochs + distil, rng), 1,
+                             3e-3, seed)
             row = {"seed": seed, "original": _acc(model, xt, yt), "separated": cut, "recalibrated": recal,
-                   "distilled": _acc(student, xt, yt), "scratch": _acc(scratch, xt, yt),
+                   "hinted": hinted, "distilled": _acc(student, xt, yt), "scratch": _acc(scratch, xt, yt),
                    "layers": names, "layers_macs_before": sum(old[n] for n in names),
                    "layers_macs_after": sum(new[n] + new[f"{n}_dw"] for n in names),
                    "macs_before": macs(model), "macs_after": macs(student),
@@ -253,6 +281,7 @@ def separable(seeds, epochs=30, distil=30, distil_lr=2e-3, feature_weight=1.0):
               f"speed-up {lat['original_median'] / lat['separable_median']:.2f}x")
     print(f"  64x64x3 MACs {big_row['macs_before']:,} -> {big_row['macs_after']:,}")
     return {"epochs": epochs, "distil": distil, "distil_lr": distil_lr, "feature_weight": feature_weight,
+            "hint_epochs": hint_epochs, "transfer": "every other pass shifted by up to one pixel",
             "seeds": rows, "mean": mean, "loss_points": 100 * (mean["original"] - mean["distilled"]),
             "large": big_row}
 
@@ -293,7 +322,9 @@ def main(argv=None):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--ratio", type=float, default=0.25, help="LeNet: fraction of FC MACs kept (default: 0.25)")
     p.add_argument("--finetune", type=int, default=10, help="LeNet fine-tuning epochs (default: 10)")
-    p.add_argument("--distil", type=int, default=30, help="separable: distillation epochs (default: 30)")
+    p.add_argument("--distil", type=int, default=120, help="separable: distillation epochs (default: 120)")
+    p.add_argument("--hint_epochs", type=int, default=0,
+                   help="separable: of those, epochs of hints alone first (default: 0)")
     p.add_argument("--json", default=None)
     p.add_argument("--png", default=None)
     args = p.parse_args(argv)
@@ -305,7 +336,7 @@ def main(argv=None):
     if "lenet" in parts:
         result["lenet"] = lenet(seeds, args.ratio, finetune=args.finetune)
     if "separable" in parts:
-        result["separable"] = separable(seeds, distil=args.distil)
+        result["separable"] = separable(seeds, distil=args.distil, hint_epochs=args.hint_epochs)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2, default=float)

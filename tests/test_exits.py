@@ -194,6 +194,15 @@ def test_calibrate_exits_respects_the_budget(trained, digits):
     # entropy thresholds and the file's own outputs work the same way
     ent = tfc.calibrate_exits(path, val, max_accuracy_drop=0.05, criterion="entropy", costs=costs)
     assert ent.criterion == "entropy" and ent.accuracy >= ent.full_accuracy - 0.05 - 1e-9
+    # against the file: decisions kept where Keras and the file agree, the budget kept on the file too
+    lite = exit_logits(path, val[0])
+    for budget in (0.0, 0.02):
+        held = tfc.calibrate_exits(ee, val, max_accuracy_drop=0.05, costs=costs, agree_with=path,
+                                   max_disagreement=budget)
+        assert held.expected_disagreement <= budget + 1e-12 and held.expected_cost >= loose.expected_cost
+        assert evaluate_policy(held, lite, val[1], costs)[0] >= float((lite[-1].argmax(1) == val[1]).mean()) - 0.05
+        agree = (held.decide(lite[:-1]) == held.decide(logits[:-1])).mean()
+        assert agree == 1.0 if budget == 0.0 else agree >= 0.98
     with pytest.raises(InputError, match=r"max_accuracy_drop must be in \[0, 1\).*Got: 1.5"):
         tfc.calibrate_exits(ee, val, max_accuracy_drop=1.5)
     with pytest.raises(InputError, match="one non-negative value per stage"):

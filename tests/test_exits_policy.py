@@ -40,3 +40,17 @@ def test_policy_json_round_trip(tmp_path):
         ExitPolicy.load(tmp_path / "missing.json")
     with pytest.raises(InputError, match="Got: 'max'"):
         ExitPolicy("max", [0.5])
+
+
+def test_flip_probabilities_from_the_keras_to_file_differences():
+    from tfcompress.exits.calibration import flip_probabilities
+    keras = np.array([0.2, 0.5, 0.8])
+    logit = np.log(keras / (1 - keras)) + np.array([0.1, -0.1, 0.0])     # the file's scores, moved in log-odds
+    file = 1 / (1 + np.exp(-logit))
+    at_half, never = flip_probabilities(keras, file, [0.5, None], "confidence")
+    # only the sample on the threshold can flip: it does when the file's score falls below (1 of 3 moves)
+    np.testing.assert_allclose(at_half, [0.0, 1 / 3, 0.0])
+    assert never.tolist() == [0.0, 0.0, 0.0]
+    # entropy: exit when at most the threshold; a sample just above it flips on any downward move
+    ent = flip_probabilities(np.array([1.0, 1.01]), np.array([0.9, 1.01]), [1.005], "entropy")[0]
+    np.testing.assert_allclose(ent, [0.0, 0.5])

@@ -31,12 +31,12 @@ def exit_logits(model, x, batch_size=256):
         model = Runner(model)
     if isinstance(model, Runner):
         return model.all_logits(x)
-    from tfcompress.exits.heads import exit_points
+    from tfcompress.exits.heads import exit_points, output_names
     from tfcompress.graph.keras3 import tf_keras_model
     model = tf_keras_model(model)
     _, exits, final = exit_points(model)
     outs = model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0)
-    by_name = dict(zip([o._keras_history.layer.name for o in model.outputs], outs))
+    by_name = dict(zip(output_names(model), outs))
     return [np.asarray(by_name[n]) for n in exits + [final]]
 
 
@@ -72,7 +72,38 @@ def evaluate_policy(policy, logits, y, costs):
     return _outcomes(policy.decide(logits[:-1]), correct, np.asarray(costs, np.float64))
 
 
-def calibrate_exits(model, data, max_accuracy_drop=0.01, criterion="confidence", costs=None, candidates=32):
+def _log_scale(values, criterion):
+    """Scores on the scale where int8 rounding moves them about evenly: log-odds of the confidence, or
+    the log of the entropy."""
+    v = np.clip(np.asarray(values, np.float64), 1e-15, None)
+    return np.log(v) - np.log(np.clip(1.0 - v, 1e-15, None)) if criterion == "confidence" else np.log(v)
+
+
+def flip_probabilities(keras_scores, file_scores, thresholds, criterion):
+    """For each threshold, each sample's chance that its Keras and file decisions differ there.
+
+    The file's score is the Keras score moved by a Keras-to-file difference drawn from those seen on the
+    data (on the log scale of `_log_scale`), so a sample far from the threshold never flips and one on
+    it flips about half the time.
+
+    Returns:
+      One (samples,) float array per threshold (zeros for `None`, never exit).
+    """
+    g = _log_scale(keras_scores, criterion)
+    d = np.sort(_log_scale(file_scores, criterion) - g)
+    out = []
+    for t in thresholds:
+        if t is None:
+            out.append(np.zeros(len(g)))
+            continue
+        gap = _log_scale([t], criterion)[0] - g          # the file's score crosses t when d passes gap
+        below = np.searchsorted(d, gap, side="left") / len(d)     # P(d < gap)
+        out.append(np.where(g >= _log_scale([t], criterion)[0], below, 1.0 - below))
+    return out
+
+
+def calibrate_exits(model, data, max_accuracy_drop=0.01, criterion="confidence", costs=None, candidates=32,
+                    agree_with=None, max_disagreement=0.005):
     """Chooses one threshold per early exit: the cheapest policy within `max_accuracy_drop` of the final
     output's accuracy on `data`.
 
@@ -94,6 +125,11 @@ def calibrate_exits(model, data, max_accuracy_drop=0.01, criterion="confidence",
       costs: relative cost of each stage (exits + 1 values). Defaults to `None`: MACs of the stages (a Keras
         model) or equal costs (a file).
       candidates: thresholds tried per exit (quantiles of its scores). Defaults to `32`.
+      agree_with: the exported file (a path or `Runner`) of the Keras `model`. Its outputs on `data` must
+        keep the budget too, and the thresholds are kept where the two rarely decide differently: the
+        expected fraction of samples whose Keras and file decisions differ (`flip_probabilities`, from
+        the Keras-to-file score differences on `data`) is at most `max_disagreement`. Defaults to `None`.
+      max_disagreement: with `agree_with`, that fraction. Defaults to `0.005`.
 
     Returns:
       An `ExitPolicy` holding the thresholds and what they give on `data`.
@@ -113,6 +149,10 @@ def calibrate_exits(model, data, max_accuracy_drop=0.01, criterion="confidence",
                          f"{len(y)}")
     logits = exit_logits(model, x)
     n = len(logits) - 1
+    file_logits = None if agree_with is None else exit_logits(agree_with, x)
+    if file_logits is not None and [l.shape for l in file_logits] != [l.shape for l in logits]:
+        raise InputError(f"agree_with: the file's outputs {[l.shape for l in file_logits]} are not the model's "
+                         f"{[l.shape for l in logits]}")
     if costs is None:
         costs = [1.0 / (n + 1)] * (n + 1) if isinstance(model, str) else stage_costs(model)
     costs = np.asarray(costs, np.float64)
@@ -124,10 +164,22 @@ def calibrate_exits(model, data, max_accuracy_drop=0.01, criterion="confidence",
     s = [scores(l, criterion) for l in logits[:-1]]
     grid = [_candidates(v, criterion, candidates) for v in s]
     ok = [[passes(v, t, criterion) for t in g] for v, g in zip(s, grid)]
+    if file_logits is not None:
+        f_correct = np.stack([np.argmax(l, axis=-1) == y for l in file_logits])
+        f_floor = float(f_correct[-1].mean()) - max_accuracy_drop - 1e-12
+        f_ok = [[passes(scores(l, criterion), t, criterion) for t in g] for l, g in zip(file_logits[:-1], grid)]
+        flips = [flip_probabilities(v, scores(l, criterion), g, criterion) for v, l, g in zip(s, file_logits, grid)]
 
     def outcome(choice):
         mask = np.stack([ok[i][c] for i, c in enumerate(choice)]) if n else np.zeros((0, len(y)), bool)
-        return _outcomes(_choose(mask, n), correct, costs)
+        chosen = _choose(mask, n)
+        acc, cost, fractions = _outcomes(chosen, correct, costs)
+        if file_logits is None:
+            return acc, cost, fractions
+        f_chosen = _choose(np.stack([f_ok[i][c] for i, c in enumerate(choice)]), n)
+        flip = sum(float(flips[i][c][chosen >= i].sum()) for i, c in enumerate(choice)) / len(y)
+        feasible = _outcomes(f_chosen, f_correct, costs)[0] >= f_floor and flip <= max_disagreement + 1e-12
+        return (acc if feasible else -1.0), cost, fractions, flip     # -1: below a floor, never kept
 
     def better(a, b):  # (acc, cost) a is better than b under the floor
         if b is None:
@@ -155,7 +207,8 @@ def calibrate_exits(model, data, max_accuracy_drop=0.01, criterion="confidence",
     names = () if isinstance(model, str) else tuple(exit_points(_keras(model))[1])
     return ExitPolicy(criterion=criterion, thresholds=[grid[i][c] for i, c in enumerate(best_choice)],
                       exits=names, accuracy=best[0], full_accuracy=full_acc, exit_fractions=best[2],
-                      expected_cost=best[1] / float(costs.sum()), stage_costs=costs)
+                      expected_cost=best[1] / float(costs.sum()), stage_costs=costs,
+                      expected_disagreement=best[3] if file_logits is not None else None)
 
 
 def _keras(model):

@@ -11,6 +11,12 @@ pinned to scale 6/255 and zero point -128 (the same calibrate, pin, quantize rou
 together: the representative data is fed per signature (`(key, {input: array})` samples). Each stage's
 input range is set to the range of the features the previous stage writes before quantizing, so the
 int8 features pass from stage to stage as they are, without requantizing.
+
+A QAT model (`tfc.quantize` of a model with exits, trained) converts from its learned ranges instead:
+each stage is `tfc.quantize` of the float stage holding the QAT model's weights and ranges, and a later
+stage's input range is set to the quantization the previous stage's features got in a first conversion,
+then the stages are converted again. The file then computes what the QAT Keras model computes (to an
+output step or so), which is what makes its exit decisions the Keras model's.
 """
 import numpy as np
 
@@ -21,6 +27,8 @@ from tfcompress.fileio import check_output, write_bytes
 from tfcompress.graph.keras3 import tf_keras_model
 from tfcompress.graph.split import submodel
 from tfcompress.graph.walk import require_graph
+from tfcompress.quantization.objects import is_quantized
+from tfcompress.quantization.unwrap import float_model
 
 MODES = ("int8", "float32")
 
@@ -33,6 +41,8 @@ def stage_models(model):
       A list of `len(exits) + 1` functional models.
     """
     model = require_graph(tf_keras_model(model), "export_exits")
+    if is_quantized(model):
+        return [_requantized(s, model, i > 0) for i, s in enumerate(stage_models(_plain(model)))]
     at, exits, final = exit_points(model)
     if len(model.inputs) != 1:
         raise InputError(f"export_exits needs a model with one input. Got: {len(model.inputs)}")
@@ -45,8 +55,64 @@ def stage_models(model):
 def backbone(model):
     """The model without its exits: input to final output, the same layers and weights."""
     model = require_graph(tf_keras_model(model), "backbone")
+    if is_quantized(model):
+        return _requantized(backbone(_plain(model)), model)
     _, _, final = exit_points(model)
     return submodel(model, [model.inputs[0]._keras_history.layer.name], [final], name=f"{model.name}_backbone")
+
+
+def _plain(model):
+    """The float model under a QAT model, without the input QuantizeLayer's identity (`tfc.quantize`
+    adds its own to every part); the model itself when it is not quantized."""
+    from tfcompress.graph import Rewrite
+    from tfcompress.quantization.objects import QuantizeLayer
+    if not is_quantized(model):
+        return model
+    rewrite = Rewrite(float_model(model))
+    for layer in model.layers:
+        if isinstance(layer, QuantizeLayer):
+            rewrite.remove(layer.name)
+    return rewrite.apply()
+
+
+def _requantized(part, qat, new_input=False):
+    """`tfc.quantize(part)` holding the QAT model's trained weights and ranges, layer by layer (the names
+    agree: `part` is a piece of `float_model(qat)`). With `new_input` the input's QuantizeLayer keeps its
+    own range: a stage's input range is the previous stage's features range, set by `_align_qat`."""
+    from tfcompress.quantization import quantize
+    from tfcompress.quantization.objects import QuantizeLayer
+    out = quantize(part)
+    by_name = {l.name: l for l in qat.layers if not isinstance(l, QuantizeLayer)}
+    source = next(l for l in qat.layers if isinstance(l, QuantizeLayer))
+    for layer in out.layers:
+        if not layer.weights or (new_input and isinstance(layer, QuantizeLayer)):
+            continue
+        src = source if isinstance(layer, QuantizeLayer) else by_name.get(layer.name)
+        if src is None or [w.shape for w in src.weights] != [w.shape for w in layer.weights]:
+            raise ConversionError(f"export_exits: the QAT model has no layer like {layer.name!r} of stage "
+                                  f"{part.name!r}; quantize the model with tfc.quantize after tfc.add_exits")
+        layer.set_weights(src.get_weights())
+    return out
+
+
+def _align_qat(stages, data):
+    """Sets each later stage's input QuantizeLayer range to the quantization of the previous stage's
+    `features` in the converted file `data` (so the int8 features pass on as they are); True if any
+    changed."""
+    from tfcompress.exits.runner import load_interpreter
+    from tfcompress.quantization.objects import QuantizeLayer
+    it = load_interpreter(data)
+    changed = False
+    for i, stage in enumerate(stages[1:], 1):
+        scale, zero = it.get_signature_runner(f"stage_{i - 1}").get_output_details()["features"]["quantization"]
+        layer = next(l for l in stage.layers if isinstance(l, QuantizeLayer))
+        lo, hi = (-128 - zero) * scale, (127 - zero) * scale
+        for v in layer.weights:
+            target = lo if v.name.endswith("_min:0") else hi if v.name.endswith("_max:0") else None
+            if target is not None and abs(float(v.numpy()) - target) > 1e-9 * max(1.0, abs(target)):
+                v.assign(np.float32(target))
+                changed = True
+    return changed
 
 
 def _functions(stages):
@@ -117,7 +183,7 @@ def align_boundaries(calibrated, n_stages):
     return bytes(builder.Output())
 
 
-def _convert(stages, mode, representative_data, samples, pin):
+def _convert(stages, mode, representative_data, samples, pin, qat=False):
     from tfcompress import relu6
     from tfcompress.exporting import _captured_output, _read_log
     fns = _functions(stages)
@@ -128,6 +194,10 @@ def _convert(stages, mode, representative_data, samples, pin):
     with _captured_output() as log:
         try:
             if mode == "float32":
+                return bytes(conv.convert()), names
+            if qat:     # the learned ranges are the int8 parameters: no calibration, ReLU6 fixed by the scheme
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                conv.inference_input_type = conv.inference_output_type = tf.int8
                 return bytes(conv.convert()), names
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.representative_dataset = _representative(stages, representative_data, samples)
@@ -157,10 +227,11 @@ def export_exits(model, path, mode="int8", representative_data=None, samples=256
     ```
 
     Args:
-      model: a model from `tfc.add_exits` (or a copy of one: exits are found by their names).
+      model: a model from `tfc.add_exits` (or a copy of one: exits are found by their names), or
+        `tfc.quantize` of one (QAT: int8 from its learned ranges, no representative data needed).
       path: the output `.tflite` path; written atomically.
       mode: `int8` (full integer, ReLU6 pinned) or `float32`. Defaults to `int8`.
-      representative_data: model inputs to calibrate on (int8). Defaults to `None`.
+      representative_data: model inputs to calibrate on (int8, not QAT). Defaults to `None`.
       samples: how many of them to use. Defaults to `256`.
       relu6_fixed_range: pin ReLU6 outputs to [0, 6] (int8). Defaults to `True`.
 
@@ -178,14 +249,17 @@ def export_exits(model, path, mode="int8", representative_data=None, samples=256
         raise InputError(f"export_exits mode must be one of {', '.join(MODES)}. Got: {mode!r}")
     path = check_output(path)
     model = strip(require_graph(tf_keras_model(model), "export_exits"))
-    stages = stage_models(model)
-    pin = mode == "int8" and relu6_fixed_range
-    data, names = _convert(stages, mode, representative_data, samples, pin)
+    qat = mode == "int8" and is_quantized(model)
+    stages = stage_models(model if qat else _plain(model))
+    pin = mode == "int8" and relu6_fixed_range and not qat
+    data, names = _convert(stages, mode, representative_data, samples, pin, qat)
+    if qat and _align_qat(stages, data):     # a second pass with the stages' input ranges set
+        data, names = _convert(stages, mode, representative_data, samples, pin, qat)
     report = describe(path, mode, data, pinned_names=names if pin else None)
     if mode == "int8" and report.float_ops:
         raise ConversionError(f"int8 export_exits is not integer-only: {', '.join(report.float_ops)}")
     write_bytes(path, data)
-    report.relu6_fixed_range = pin
+    report.relu6_fixed_range = pin or qat     # QAT: the scheme fixes ReLU6 at [0, 6]
     report.notes.extend(_signature_notes(data))
     return report
 

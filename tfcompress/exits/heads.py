@@ -177,7 +177,7 @@ def exit_points(model):
     Raises:
       InputError: the model has no exit outputs.
     """
-    names = [o._keras_history.layer.name for o in model.outputs]
+    names = output_names(model)
     exits = sorted((n for n in names if _EXIT.match(n)), key=lambda n: int(_EXIT.match(n).group(1)))
     finals = [n for n in names if not _EXIT.match(n)]
     if not exits or len(finals) != 1:
@@ -186,13 +186,25 @@ def exit_points(model):
     at = list(getattr(model, "exit_at", []) or [])
     if len(at) != len(exits):
         at = []
+        by_name = {layer_name(l): l for l in model.layers}
         for name in exits:
-            layer = model.get_layer(name)
-            while layer.name == name or layer.name.startswith(f"{name}_"):
+            layer = by_name[name]
+            while layer_name(layer) == name or layer_name(layer).startswith(f"{name}_"):
                 inbound = inbound_layers(layer)
                 if len(inbound) != 1:
                     raise InputError(f"exit {name!r}: cannot find the layer it reads (head layer {layer.name!r} "
                                      f"has {len(inbound)} inputs)")
                 layer = inbound[0]
-            at.append(layer.name)
+            at.append(layer_name(layer))
     return at, exits, finals[0]
+
+
+def layer_name(layer):
+    """A layer's own name, seen through a QAT wrapper (`tfc.quantize` names it `quant_<name>`)."""
+    inner = getattr(layer, "layer", None)
+    return inner.name if isinstance(inner, keras.layers.Layer) else layer.name
+
+
+def output_names(model):
+    """The names of the layers that make a model's outputs, in order (through QAT wrappers)."""
+    return [layer_name(o._keras_history.layer) for o in model.outputs]

@@ -69,6 +69,8 @@ class ExitPolicy:
       expected_cost: mean cost per sample, as a fraction of running every stage without exits. Defaults
         to `None`.
       stage_costs: the relative cost of each stage that calibration used. Defaults to `()`.
+      expected_disagreement: calibrated against a file (`agree_with`): the expected fraction of samples
+        whose Keras and file decisions differ. Defaults to `None`.
 
     Raises:
       InputError: an unknown criterion.
@@ -81,6 +83,7 @@ class ExitPolicy:
     exit_fractions: tuple = ()
     expected_cost: float = None
     stage_costs: tuple = ()
+    expected_disagreement: float = None
 
     def __post_init__(self):
         if self.criterion not in CRITERIA:
