@@ -89,18 +89,19 @@ def lenet(seed, budget=0.10, epochs=30, finetune=10, finetune_lr=5e-4, folder=No
     return row
 
 
-def resnet(seed, budget=0.25, epochs=30, finetune=10, finetune_lr=3e-4, folder=None, repair=True):
+def resnet(seed, budget=0.25, epochs=30, finetune=10, finetune_lr=3e-4, folder=None, repair=True, max_ratio=0.95):
     (x, y), val, (xt, yt) = _split((8, 8, 1))
     base = _train(_digits_resnet(seed), x, y, epochs, 3e-3, seed)
     report = tfc.sensitivity_scan(base, val, granularity="channel", repair=x[:512] if repair else None, verbose=0)
-    if folder and seed == 0:
+    if folder and seed == 0 and max_ratio == 0.95:
         tag = "repair" if repair else "plain"
         report.plot(os.path.join(folder, f"allocate_resnet_scan_{tag}.png"),
                     title=f"ResNet-style, channel scan{' with repair' if repair else ''} (seed 0)")
     uniform = ratio_for_flops(base, budget)
     plans = {"uniform": uniform}
     for method in METHODS[1:]:
-        plans[method] = dict(tfc.allocate(report, budget, metric="macs", round_to=None, method=method))
+        plans[method] = dict(tfc.allocate(report, budget, metric="macs", round_to=None, method=method,
+                                          max_ratio=max_ratio))
     row = {"seed": seed, "unpruned": _acc(base, xt, yt), "plans": plans, "report": report.to_dict()}
     total = macs(base)
     for method, ratios in plans.items():
@@ -158,14 +159,17 @@ def main(argv=None):
     p.add_argument("--png", default=None, metavar="PATH")
     p.add_argument("--plain_scan", action="store_true",
                    help="resnet: scan without repair (no mean compensation or BN re-estimation per candidate)")
+    p.add_argument("--max_ratio", type=float, default=0.95, help="resnet: allocate's max_ratio (default: 0.95)")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     folder = os.path.dirname(os.path.abspath(args.png)) if args.png else None
-    out = {"cpu": cpu_name(), "date": time.strftime("%Y-%m-%d"), "resnet_scan": "plain" if args.plain_scan else "repair"}
+    out = {"cpu": cpu_name(), "date": time.strftime("%Y-%m-%d"), "resnet_scan": "plain" if args.plain_scan else "repair",
+           "resnet_max_ratio": args.max_ratio}
     jobs = [(part, seed) for part in args.parts.split(",") for seed in seeds]
     for part, seed in tqdm(jobs, desc="allocate"):
         row = lenet(seed, folder=folder) if part == "lenet" else resnet(seed, folder=folder,
-                                                                          repair=not args.plain_scan)
+                                                                          repair=not args.plain_scan,
+                                                                          max_ratio=args.max_ratio)
         out.setdefault(part, {"seeds": []})["seeds"].append(row)
         if args.json:
             with open(args.json, "w") as f:
