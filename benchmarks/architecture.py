@@ -12,8 +12,10 @@ Parts (``--parts``, comma-separated):
 * ``separable``: the ResNet-style digits model of `channel_pruning.py` (8x8x1, widths 32-64); per seed:
   train, replace every 3x3 Conv2D by DepthwiseConv2D 3x3 + Conv2D 1x1 (`tfc.separable`), re-estimate the
   BN statistics (`tfc.recalibrate_batchnorm`), distil back from the original (`tfc.Distiller`, hints on
-  every replaced layer's output); for reference the same separable architecture trained from scratch on
-  labels; test accuracy, the replaced layers' MACs, the int8 file's ops, and int8 latency (LiteRT, 1
+  every replaced layer's output, 120 epochs on a transfer set whose every other pass is shifted by up to
+  one pixel; `--hint_epochs` of hints alone first); for reference the same separable architecture
+  trained from scratch on labels for as many passes over the same images; test accuracy, the replaced
+  layers' MACs, the int8 file's ops, and int8 latency (LiteRT, 1
   thread, XNNPACK, original and separable interleaved), also on the 64x64x3 ResNet-style model.
 
 `nice -n 5 python benchmarks/architecture.py --json out/architecture.json --png out/architecture.png`
