@@ -19,7 +19,7 @@ import numpy as np
 from tfcompress._tf import keras
 from tfcompress.errors import InputError
 from tfcompress.graph import clone_layer, copy_model, kind_of, require_graph
-from tfcompress.quantization.equalize import fold_batchnorm
+from tfcompress.quantization.equalize import fold_batchnorm, weight_kind
 
 QMAX = 127   # TFLite int8 weights: symmetric, zero point 0, narrow range [-127, 127]
 
@@ -92,8 +92,7 @@ def correct_biases(model, data, per_channel=True, samples=256, batch_size=64, pr
     x = np.asarray(x, dtype=np.float32)[:samples]
     folded, _ = fold_batchnorm(require_graph(model, "bias correction"), biases=True)
     quant, out = copy_model(folded), copy_model(folded)   # folded stays the float reference throughout
-    layers = [l for l in folded.layers if kind_of(l) is not None and kind_of(l).fold is not None
-              and kind_of(l).filters is not None and getattr(l, "use_bias", False) and l.get_weights()]
+    layers = [l for l in folded.layers if weight_kind(l) is not None and getattr(l, "use_bias", False)]
     info = BiasCorrection(per_channel=per_channel, samples=len(x))
     for layer in (progress or (lambda r: r))(layers):
         kernel, bias = layer.get_weights()[:2]

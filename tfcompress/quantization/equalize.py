@@ -108,11 +108,11 @@ def fold_batchnorm(model, biases=False):
     for node in nodes(model):
         bn = node.layer
         kind = kind_of(bn)
-        if kind is None or kind.affine is None or counts.get(bn.name, 0) != 1:
+        if kind is None or kind.affine is None or counts.get(bn.name, 0) != 1 or kind.role_of(bn) != "pass":
             continue
         (prev,) = inbound_layers(bn) or [None]
-        pkind = kind_of(prev) if prev is not None else None
-        if pkind is None or pkind.fold is None or _single_reader(model, prev, readers_of, outputs, counts) is not bn:
+        pkind = weight_kind(prev) if prev is not None else None
+        if pkind is None or _single_reader(model, prev, readers_of, outputs, counts) is not bn:
             continue
         gain, offset = kind.affine(bn)
         result = pkind.fold(prev, prev.get_weights(), gain, offset)
@@ -123,8 +123,8 @@ def fold_batchnorm(model, biases=False):
         done.add(prev.name)
     if biases:
         for layer in model.layers:
-            kind = kind_of(layer)
-            if layer.name in done or kind is None or kind.fold is None or getattr(layer, "use_bias", True):
+            kind = weight_kind(layer)
+            if layer.name in done or kind is None or getattr(layer, "use_bias", True):
                 continue
             w = layer.get_weights()
             result = kind.fold(layer, w, np.ones(_out_channels(layer)), np.zeros(_out_channels(layer)))
@@ -153,7 +153,9 @@ def _is_relu6(layer):
     return is_relu6_layer(layer)
 
 
-def _weight_kind(layer):
+def weight_kind(layer):
+    """The layer-kind entry of a layer equalization and bias correction can rescale (Conv1D/2D/3D, Dense,
+    DepthwiseConv2D in their channels-last forms), or None."""
     kind = kind_of(layer)
     if kind is None or kind.scale_in is None or kind.fold is None or kind.filters is None or kind.reads is None:
         return None
@@ -172,7 +174,7 @@ def find_pairs(model):
     readers_of, outputs, counts = readers(model), set(output_keys(model)), call_counts(model)
     pairs, skipped = [], []
     for first in model.layers:
-        if _weight_kind(first) is None or counts.get(first.name, 0) != 1:
+        if weight_kind(first) is None or counts.get(first.name, 0) != 1:
             continue
         via, blockers, reasons = [], [], []
         why = _activation_block(first)
@@ -184,7 +186,7 @@ def find_pairs(model):
             nxt = _single_reader(model, layer, readers_of, outputs, counts)
             if nxt is None:
                 break
-            if _weight_kind(nxt) is not None:
+            if weight_kind(nxt) is not None:
                 if reasons:
                     skipped.append((first.name, nxt.name, "; ".join(reasons), blockers))
                 else:
@@ -313,7 +315,6 @@ def channel_range_ratios(model):
     folded, _ = fold_batchnorm(require_graph(tf_keras_model(model), "range ratios"))
     out = {}
     for layer in folded.layers:
-        kind = kind_of(layer)
-        if kind is not None and kind.filters is not None and kind.fold is not None and layer.get_weights():
-            out[layer.name] = _ratio(_ranges(kind.filters(layer)))
+        if weight_kind(layer) is not None and layer.get_weights():
+            out[layer.name] = _ratio(_ranges(kind_of(layer).filters(layer)))
     return out
