@@ -94,12 +94,11 @@ def test_correct_biases_keeps_kernels_and_reference(conv_model):
 
 
 def test_bad_options(conv_model, tmp_path):
-    x = np.zeros((4, 8, 8, 1), "float32")
     with pytest.raises(InputError, match="int8 and int16x8"):
         export(conv_model, tmp_path / "f.tflite", mode="float16", per_channel=False)
     with pytest.raises(InputError, match="needs representative_data"):
         export(conv_model, tmp_path / "f.tflite", bias_correction=True)
-    assert not (tmp_path / "f.tflite").exists() and x.any() == 0
+    assert not (tmp_path / "f.tflite").exists()
 
 
 def test_cli_per_tensor(capsys, tmp_path, conv_model):
