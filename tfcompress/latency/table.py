@@ -224,15 +224,25 @@ class LatencyTable:
         self.files = os.path.join(os.path.dirname(os.path.abspath(self.path)), "files")
         self.progress = progress
         self.entries, self.overhead_ms = {}, None
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                data = json.load(f)
-            if data.get("version") == VERSION and data.get("config") == dataclasses.asdict(self.config):
-                self.entries, self.overhead_ms = dict(data["entries"]), data.get("overhead_ms")
+        stored = self._stored()
+        if stored:
+            self.entries, self.overhead_ms = dict(stored["entries"]), stored.get("overhead_ms")
+
+    def _stored(self):
+        if not os.path.exists(self.path):
+            return None
+        with open(self.path) as f:
+            data = json.load(f)
+        ok = data.get("version") == VERSION and data.get("config") == dataclasses.asdict(self.config)
+        return data if ok else None
 
     def save(self):
+        """Writes the table (atomically), keeping entries another process added to the file meanwhile."""
         from tfcompress.fileio import write_text
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        stored = self._stored()
+        if stored:
+            self.entries = dict(stored["entries"], **self.entries)
         write_text(self.path, json.dumps({"version": VERSION, "device": self.device,
                                           "config": dataclasses.asdict(self.config),
                                           "overhead_ms": self.overhead_ms, "entries": self.entries}, indent=1))
@@ -253,9 +263,6 @@ class LatencyTable:
             return 0
         fill_tables([self], todo)
         return len(todo)
-
-    def entry(self, unit):
-        return self.entries[unit.key]
 
     def breakdown(self, model):
         """[(first layer's name, op class, ms less the overhead)] for every unit of `model`."""
