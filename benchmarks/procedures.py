@@ -7,19 +7,16 @@
 
 Three parts, each over `--seeds` seeds (mean and spread reported):
 
-  schedules  the highest sparsity (of all kernels) whose test accuracy is within 0.5 point of the dense
-             model's (the plain one, 30 epochs, the same for every variant), for one-shot, iterative and
-             polynomial pruning; each plain, with an L1 or L2 penalty on the kernels (`tfc.regularizers`,
-             attached for the dense training and kept through every pruning fine-tune), and with dropout
-             adjusted to D0 * sqrt(C_i / C_i0) (`tfcompress.pruning.dropout`, for the target's C_i).
-             iterative: prune 10 points more, fine-tune `step` epochs, repeat (Han et al.), in two chains
-             starting at 5 and 10 % so the levels fall on the 5-point grid. one-shot: prune to s at once,
-             then fine-tune; polynomial: the Zhu & Gupta ramp over the first 2/3 of the fine-tune. Both get
-             the iterative budget at that level: steps_to(s) * step epochs. They scan the grid up from
-             `--start` (down first while the start loses more than 0.5 point) and stop at the first level
-             losing more than `--stop` points, as does each iterative chain. Reported: the highest level
-             within 0.5 point per seed, and where the mean curve of the seeds crosses the 0.5-point line
-             (linear between the two levels around it).
+  schedules  the highest sparsity (of all kernels) within 0.5 point of the dense model's accuracy (the plain
+             one, 30 epochs, the same for every variant) for one-shot, iterative and polynomial pruning;
+             each plain, with L1 or L2 on the kernels (`tfc.regularizers`, attached for the dense training
+             and kept through every fine-tune), and with dropout at D0 * sqrt(C_i / C_i0) for the target's
+             C_i. iterative: prune 10 points more, fine-tune `step` epochs, repeat (Han et al.), two chains
+             from 5 and 10 % (a 5-point grid). one-shot (prune at once) and polynomial (Zhu & Gupta ramp
+             over the first 2/3) get the iterative budget at that level: steps_to(s) * step epochs. They
+             scan up from `--start` (down first while it loses more than 0.5 point) and stop after the
+             first level losing more than `--stop` points, as does each chain. Reported: the highest level
+             within 0.5 point per seed, and where the seeds' mean curve crosses the 0.5-point line.
   lottery    `tfc.lottery_ticket` on LeNet-300-100 (20 % of the remaining weights per round, global ranking,
              output layer kept dense, rewind to init) against its controls, random re-init and random mask,
              at 51.2 / 21.0 / 8.6 / 4.4 % of the hidden kernels kept (rounds 3, 7, 11, 14).
@@ -200,14 +197,16 @@ def mean_curve(runs, variant, procedure):
 
 
 def crossing(curve, line):
-    """(sparsity, "") where `curve` first falls below `line`, linearly interpolated between the two levels
-    around it; (its first level, "<") when it starts below, (its last level, ">") when it never falls."""
-    if curve[0][1] < line:
+    """(sparsity, "") where `curve` falls below `line` after its highest level on or above it, linearly
+    interpolated between that level and the next; (its first level, "<") when no level is on or above
+    the line, (its last level, ">") when the last one is."""
+    above = [i for i, (_, a) in enumerate(curve) if a >= line]
+    if not above:
         return curve[0][0], "<"
-    for (s0, a0), (s1, a1) in zip(curve, curve[1:]):
-        if a0 >= line > a1:
-            return s0 + (s1 - s0) * (a0 - line) / (a0 - a1), ""
-    return curve[-1][0], ">"
+    if above[-1] == len(curve) - 1:
+        return curve[-1][0], ">"
+    (s0, a0), (s1, a1) = curve[above[-1]], curve[above[-1] + 1]
+    return s0 + (s1 - s0) * (a0 - line) / (a0 - a1), ""
 
 
 def lottery_part(seed, train, test, echo):
@@ -247,8 +246,7 @@ def channels_part(seed, train, test, echo):
 
 
 def mean_sd(values):
-    values = np.asarray(values, float)
-    return float(values.mean()), float(values.std())
+    return float(np.mean(values)), float(np.std(values))
 
 
 def schedule_rows(name, runs):
@@ -320,9 +318,9 @@ def plot(result, path):
             ax.set(title=f"{name}, {variant} ({len(runs)} seeds)", xlabel="sparsity % (all kernels)",
                    ylabel="test accuracy % (mean)", ylim=(line - 6, line + 2.5))
             ax.legend(fontsize=7)
-    for ax in (axes[-1][1:] if "lottery" in result else ()):
-        ax.set_visible(False)
     if "lottery" in result:
+        for other in axes[-1][1:]:
+            other.set_visible(False)
         ax = axes[-1][0]
         for key, label in (("accuracy", "ticket"), ("reinit_accuracy", "random re-init"),
                            ("random_mask_accuracy", "random mask")):
@@ -373,7 +371,6 @@ def main(argv=None):
     parser.add_argument("--start", type=float, default=70, help="lowest one-shot / polynomial level, %%")
     parser.add_argument("--stop", type=float, default=1.0, help="points lost at which a scan stops")
     parser.add_argument("--step", type=int, default=0, help="epochs per iterative step (0: 2 / 1 per model)")
-    parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: its default)")
     parser.add_argument("--merge", default="", help="JSON files of earlier runs to join: table and PNG only")
     args = parser.parse_args(argv)
     STOP[0] = args.stop / 100
@@ -382,12 +379,11 @@ def main(argv=None):
     from tqdm import tqdm
     from tfcompress.data import fit_to_input, load
     from tfcompress.fileio import atomic_path, write_text
-    for path in (args.json, args.png):
-        if os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+    for path in (p for p in (args.json, args.png) if os.path.dirname(p)):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
 
     def save():
-        write_text(args.json, json.dumps(result, indent=1, default=float))
+        write_text(args.json, json.dumps(result, indent=1, default=float), inputs=args.merge.split(","))
 
     def finish():
         print(summarize(result))
@@ -398,11 +394,7 @@ def main(argv=None):
 
     if args.merge:
         result = merge(args.merge.split(","))
-        return finish()
-    if args.threads:
-        from tfcompress._tf import tf
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        return finish() or 0
     echo = tqdm.write
     parts, seeds = args.parts.split(","), range(args.first_seed, args.first_seed + args.seeds)
     started = time.time()
@@ -449,4 +441,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from tfcompress.errors import InputError
+    try:
+        sys.exit(main())
+    except InputError as e:
+        sys.exit(str(e))
