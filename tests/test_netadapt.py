@@ -51,6 +51,7 @@ def test_local_iterations_history_and_resume(trained, cache, tmp_path):
     path = str(tmp_path / "na.json")
     small, hist = tfc.netadapt(trained, "digits", speedup=50.0, cache=cache, history=path, max_iterations=1, **KW)
     assert len(hist.iterations) == 1 and hist.final["met"] is False  # 50x is out of reach in one step
+    assert hist.final["stopped"] is None  # it stopped at max_iterations, not for want of a candidate
     row = hist.iterations[0]
     assert row["group"] in ("c1", "c2") and row["kept"] < 32 and row["kept"] % 8 == 0
     assert sorted(_widths(small)) == sorted([32, row["kept"]])

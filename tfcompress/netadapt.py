@@ -222,7 +222,8 @@ def netadapt(model, data, target_ms=None, speedup=None, device="local", step=0.0
             _train(current, xf, yf, final_lr or lr, batch_size, epochs=final_epochs, seed=seed,
                    verbose=max(0, verbose - 1))
             hist.final = dict(epochs=final_epochs, accuracy=_accuracy(current, xv, yv),
-                              met=run.met(hist, _targets(hist.base["measured_ms"], target_ms, speedup)))
+                              met=run.met(hist, _targets(hist.base["measured_ms"], target_ms, speedup)),
+                              stopped=run.stopped)
             run.save(current, hist)
     finally:
         shutil.rmtree(run.folder, ignore_errors=True)
@@ -245,8 +246,10 @@ def _loop(run, model, devices, train, val, x_cal, settings, max_iterations, batc
         goal = {d: now[d] - cut * hist.base["predicted_ms"][d] for d in now}
         picks = _candidates(current, devices, goal, round_to, x_cal)
         if not picks:
+            run.stopped = (f"iteration {i}: no channel group meets the step's latency goal even at its "
+                           f"smallest width; lower step or round_to")
             if verbose:
-                print(f"netadapt: no group can be cut further (iteration {i}); stopping", flush=True)
+                print(f"netadapt: {run.stopped}; stopping", flush=True)
             break
         scored = []
         for group, remove, small, predicted in picks:
@@ -320,6 +323,7 @@ class _Run:
     def __init__(self, devices, path, settings, x_cal, verbose):
         self.devices, self.path, self.settings, self.x_cal, self.verbose = devices, path, settings, x_cal, verbose
         self.folder = tempfile.mkdtemp(prefix="netadapt_")
+        self.stopped = None  # why the loop ended before the target, when it did
         self.base_file = os.path.join(self.folder, "base.tflite")
 
     def _export(self, model, path):

@@ -65,4 +65,5 @@ def netadapt(state, config):
     record(state, "netadapt", accuracy_before=before, accuracy=accuracy(state), iterations=len(hist.iterations),
            met=bool(hist.final and hist.final["met"]),
            speedup=", ".join(f"{d} {v:.2f}x" for d, v in (last["speedup"] if last else {}).items()) or "none",
-           kept=", ".join(f"{r['group']} {r['kept']}/{r['size']}" for r in hist.iterations) or "none")
+           kept=", ".join(f"{r['group']} {r['kept']}/{r['size']}" for r in hist.iterations) or "none",
+           **({"stopped": hist.final["stopped"]} if hist.final and hist.final.get("stopped") else {}))
