@@ -37,7 +37,7 @@ from common import cpu_name, interleaved_ms  # noqa: E402
 from tfcompress import latency  # noqa: E402
 from tfcompress._tf import keras  # noqa: E402
 from tfcompress.latency.pipeline import optimize  # noqa: E402
-from tfcompress.netadapt import _compile  # noqa: E402
+from tfcompress.choose.netadapt import _compile  # noqa: E402
 
 
 def _qat_int8(model, x, y, xt, yt, path, seed):

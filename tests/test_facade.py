@@ -106,6 +106,15 @@ def test_every_name_in_all_resolves(facade):
     assert len(facade["all"]) == len(set(facade["all"])), "tfcompress.__all__ lists a name twice"
 
 
+def test_no_public_name_is_shadowed_by_a_submodule(facade):
+    """`import tfcompress.x` sets the attribute `tfc.x` to the module: a public function named like a
+    submodule of the package would stop being callable once anything imports that submodule."""
+    submodules = {f[:-3] for f in os.listdir(PACKAGE) if f.endswith(".py") and f != "__init__.py"}
+    submodules |= {d for d in os.listdir(PACKAGE) if os.path.exists(os.path.join(PACKAGE, d, "__init__.py"))}
+    shadowed = sorted(n for n in set(facade["all"]) & submodules if n not in SUBMODULES)
+    assert not shadowed, f"public names that a submodule import would replace: {shadowed}"
+
+
 def _references():
     """{module name: sorted `submodule.name...` paths that its source writes as `tfc.<path>`}."""
     refs = {}

@@ -74,10 +74,11 @@ def test_adb_and_local_in_parallel_until_the_target(trained, cache, device, mode
     adb = f"adb:{device.serial}"
     kw = dict(KW, step=0.3)
     small, hist = tfc.netadapt(trained, "digits", speedup=1.25, device=["local", adb], binary=models["binary"],
-                               cache=cache, max_iterations=3, **kw)
+                               cache=cache, max_iterations=6, **kw)
     assert set(hist.base["measured_ms"]) == {"local", adb}
     last = hist.iterations[-1]
-    assert hist.final["met"] and all(last["speedup"][d] >= 1.25 for d in ("local", adb))
+    assert hist.final["met"] and all(last["speedup"][d] >= 1.25 for d in ("local", adb)), (
+        [it["speedup"] for it in hist.iterations], hist.final)
     assert sum(_widths(small)) < 64
     runs = [c for c in device.commands if "--graph=" in c]
     assert len(runs) >= 2 * (1 + len(hist.iterations))  # base, then base + kept file per iteration, 2 rounds

@@ -1,2 +1,3 @@
 """Deciding how much to prune: sensitivity scans (`scan.py`, `report.py`), exact costs of candidate ratios
-(`costs.py`) and per-unit ratios under a budget (`budget.py`)."""
+(`costs.py`), per-unit ratios under a budget (`budget.py`) and NetAdapt's loop on measured latency
+(`netadapt.py`)."""

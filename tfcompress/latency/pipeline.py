@@ -98,7 +98,7 @@ def optimize(model, data, out, target_ms=None, speedup=None, device="local", qat
     from tfcompress._tf import keras
     from tfcompress.exporting import export
     from tfcompress.graph.keras3 import tf_keras_model
-    from tfcompress.netadapt import _compile, netadapt
+    from tfcompress.choose.netadapt import _compile, netadapt
     from tfcompress.pruning.lottery import split_data
     from tfcompress.quantization import quantize
     from tfcompress.fileio import check_output

@@ -52,7 +52,7 @@ class NetAdaptConfig:
 @register_stage("netadapt", NetAdaptConfig)
 def netadapt(state, config):
     """Runs NetAdapt on the current model; records iterations, kept channels and measured speed-ups."""
-    from tfcompress.netadapt import netadapt as run
+    from tfcompress.choose.netadapt import netadapt as run
     before = accuracy(state)
     state.model, hist = run(state.model, (state.train, state.test), target_ms=config.target_ms,
                             speedup=config.speedup, device=config.device or ["local"], binary=config.binary,
