@@ -362,3 +362,21 @@ for _cls in (L.LeakyReLU, L.Dropout, L.GaussianNoise, L.GaussianDropout, L.Alpha
              L.GlobalMaxPooling3D, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D,
              L.Cropping3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D, L.Identity):
     _add_facts(_cls, homogeneous=True)
+
+
+def _relu_fused(layer):
+    c = layer.get_config()
+    if c.get("negative_slope") or c.get("threshold"):
+        return None
+    return {None: "relu", 6: "relu6", 6.0: "relu6"}.get(c.get("max_value"))
+
+
+for _cls in (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout,
+             L.AlphaDropout, L.ActivityRegularization):
+    _add_facts(_cls, inference_identity=True)
+for _cls in (L.Conv1D, L.Conv2D, L.DepthwiseConv2D, L.Conv2DTranspose, L.Dense):
+    _add_facts(_cls, fuses=("affine", "activation"))
+_add_facts(L.Add, fuses=("activation",))
+_add_facts(L.ReLU, fused_activation=_relu_fused)
+_add_facts(L.Activation, fused_activation=lambda l: {"relu": "relu", "relu6": "relu6"}.get(
+    l.get_config().get("activation")))

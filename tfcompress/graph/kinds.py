@@ -21,7 +21,9 @@ every technique that reads or rewrites a layer. An entry (`LayerKind`) says
   `tfcompress/graph/factor.py`;
 * per-channel rescaling, for BatchNormalization folding and cross-layer equalization: the per-channel
   map of an affine layer (`affine`), how a weight layer absorbs one after it (`fold`) or a scale of its
-  input channels (`scale_in`), and whether a scale passes through the layer unchanged (`homogeneous`).
+  input channels (`scale_in`), and whether a scale passes through the layer unchanged (`homogeneous`);
+* how it lands in a TFLite file: nothing at inference (`inference_identity`), what its op absorbs after it
+  (`fuses`), the fused activation it becomes after such an op (`fused_activation`).
 
 Lookup is by exact class: a subclass of Conv2D is unknown until registered, because it may change
 what its channels mean. `register_layer(MyLayer, role="pass")` teaches a custom layer once; channel
@@ -71,6 +73,12 @@ class LayerKind:
         positive gain without offset). `weights` may hold the kernel alone.
       scale_in: `scale_in(layer, weights, s) -> weights`: the weights that read input channel c multiplied
         by `s[c]`, so the layer computes on `x / s` what it computed on `x`.
+      inference_identity: the layer computes nothing at inference (dropout, noise, activity regularization):
+        no op of the exported file stands for it.
+      fuses: what the converter folds into this layer's op when it follows alone: `"affine"` (a layer with
+        `affine`, BatchNormalization), `"activation"` (a layer with `fused_activation`). Empty: nothing.
+      fused_activation: `fused_activation(layer) -> "relu" | "relu6" | None`: the activation a TFLite op
+        takes as its fused activation function when this layer follows it (None: not fusable).
       homogeneous: `f(s * x) == s * f(x)` channel by channel for every `s > 0` (ReLU, pooling, dropout at
         inference): a per-channel scale passes through the layer. `True`, or `homogeneous(layer) -> bool`.
     """
@@ -96,6 +104,9 @@ class LayerKind:
     fold: Optional[Callable] = None
     scale_in: Optional[Callable] = None
     homogeneous: Union[bool, Callable] = False
+    inference_identity: bool = False
+    fuses: tuple = ()
+    fused_activation: Optional[Callable] = None
 
     def role_of(self, layer):
         role = self.role(layer) if callable(self.role) else self.role

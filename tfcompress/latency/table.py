@@ -30,10 +30,6 @@ import numpy as np
 
 from tfcompress.errors import InputError
 
-FREE = ("InputLayer", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-        "GaussianDropout", "AlphaDropout", "ActivityRegularization")
-_FOLDS_BN = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Conv2DTranspose", "Dense")
-_TAKES_RELU = _FOLDS_BN + ("Add",)
 _DROPPED = ("name", "trainable", "dtype", "activity_regularizer")
 VERSION = 1
 
@@ -58,35 +54,37 @@ def _clean(config):
                                                                                        "_constraint"))}
 
 
-def _is_relu(layer):
-    name = type(layer).__name__
-    c = layer.get_config()
-    if name == "ReLU":
-        return c.get("max_value") in (None, 6, 6.0) and not c.get("negative_slope") and not c.get("threshold")
-    return name == "Activation" and c.get("activation") in ("relu", "relu6")
+def _kind_facts(layer):
+    from tfcompress.graph.kinds import kind_of
+    kind = kind_of(layer)
+    return kind, (kind.fused_activation(layer) if kind is not None and kind.fused_activation else None)
 
 
 def _fuses(unit, layer):
-    head = type(unit.layers[0]).__name__
-    names = [type(l).__name__ for l in unit.layers[1:]]
-    has_act = any(_is_relu(l) for l in unit.layers[1:]) or unit.layers[0].get_config().get("activation") not in (
-        None, "linear")
-    if type(layer).__name__ == "BatchNormalization":
-        return head in _FOLDS_BN and not names and not has_act
-    return _is_relu(layer) and head in _TAKES_RELU and not has_act
+    """Whether the converter folds `layer` into the op `unit` ends in (the layer table's `fuses`)."""
+    head = _kind_facts(unit.layers[0])[0]
+    absorbs = head.fuses if head is not None else ()
+    has_act = any(_kind_facts(l)[1] for l in unit.layers[1:]) or unit.layers[0].get_config().get(
+        "activation") not in (None, "linear")
+    kind, activation = _kind_facts(layer)
+    if kind is not None and kind.affine is not None:
+        return "affine" in absorbs and len(unit.layers) == 1 and not has_act
+    return activation is not None and "activation" in absorbs and not has_act
 
 
 def units(model):
     """The model cut into the ops of its int8 file, in order (see the module doc)."""
     from tfcompress.graph import functional, nodes, tensor_key
     from tfcompress.graph.keras3 import tf_keras_model
+    from tfcompress.graph.kinds import kind_of
     from tfcompress.graph.walk import node_inputs, node_outputs, readers
     model = functional(tf_keras_model(model))
     read = readers(model)
     out, open_at = [], {}  # tensor key -> unit whose last layer made it
     for node in nodes(model):
         layer = node.layer
-        if type(layer).__name__ in FREE:
+        kind = kind_of(layer)
+        if kind is not None and kind.inference_identity:
             continue
         ins, outs = node_inputs(node), node_outputs(node)
         if not ins:
